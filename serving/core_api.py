@@ -8,7 +8,7 @@ decode the wire format into ``PredictCall``, call the core, and encode the resul
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -25,13 +25,37 @@ class ModelRef:
     label: str | None = None
 
 
+class CheckedInputs(Mapping[str, np.ndarray]):
+    """Decoded request inputs that passed the wire checks, made only by ``TensorCodec``.
+
+    The checks every input needs whatever the model (non-empty, rows per request, UTF-8 and
+    characters per text) live in ``TensorCodec.check_input`` alone; the core serves only
+    inputs of this type, so no front can skip them and the core does not repeat them.
+    Strings are ``object`` arrays of bytes.
+    """
+
+    __slots__ = ("_arrays",)
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self._arrays = dict(arrays)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictCall:
-    """A decoded predict request. ``inputs`` hold numpy arrays; strings are ``object`` arrays of bytes."""
+    """A decoded predict request; ``inputs`` come from ``TensorCodec`` (see ``CheckedInputs``)."""
 
     model: ModelRef
     signature_name: str
-    inputs: Mapping[str, np.ndarray]
+    inputs: CheckedInputs
     output_filter: Sequence[str] = ()
     deadline: float | None = None  # time.monotonic() value; None = the server's default
     api: str = "grpc"  # metrics label: grpc | rest | openai
@@ -47,7 +71,10 @@ class PredictResult:
 
 @dataclasses.dataclass(frozen=True)
 class VersionStatus:
-    """One version's state, as GetModelStatus reports it (state: START/LOADING/AVAILABLE/UNLOADING/END)."""
+    """One version's state, as GetModelStatus reports it.
+
+    ``state``: START / LOADING / AVAILABLE / UNLOADING / END.
+    """
 
     version: int
     state: str
@@ -83,7 +110,10 @@ class InferenceCore(Protocol):
     def signature_names(self, model: ModelRef) -> Sequence[str]: ...
 
     def record_request(self, *, model: str, api: str, code: Code) -> None:
-        """Count in METRIC_REQUESTS a request a front rejected before ``predict`` (bad wire format)."""
+        """Count in METRIC_REQUESTS a request a front rejected before ``predict``.
+
+        (A bad wire format, a body too big: the core never saw it.)
+        """
         ...
 
     def render_metrics(self) -> tuple[bytes, str]:

@@ -271,10 +271,7 @@ class GrpcFront:
         spec = request.model_spec
         signature_name = spec.signature_name or contract.SERVING_DEFAULT
         try:
-            inputs = {
-                name: self.codec.from_tensor_proto(name, tensor)
-                for name, tensor in request.inputs.items()
-            }
+            inputs = self.codec.from_tensor_protos(request.inputs)
         except ServingError as exc:  # predict() counts what reaches it; count the rest
             self.core.record_request(model=spec.name, api="grpc", code=exc.code)
             raise

@@ -42,7 +42,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from models import contract
-from serving.core_api import InferenceCore, ModelRef, PredictCall
+from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall
 from serving.errors import Code, ServingError
 from serving.grpc_front import (
     CLASSIFY_METHOD,
@@ -225,13 +225,12 @@ class RestFront:
         signature_name = signature_name or contract.SERVING_DEFAULT
         signature = self._signature(ref, signature_name)
         if signature is None:
-            raise ServingError(
-                Code.NOT_FOUND,
-                f'Serving signature name: "{signature_name}" not found in signature def of '
-                f"model {ref.name}",
-            )
-        dtypes = {name: info.dtype for name, info in signature.inputs.items()}
-        inputs, form, _ = self.codec.decode_predict_json(doc, dtypes)
+            # No dtypes to decode the body with; the core answers an unknown signature, with
+            # the same status and words on both protocols.
+            inputs, form = self.codec.check_inputs({}), "row"
+        else:
+            dtypes = {name: info.dtype for name, info in signature.inputs.items()}
+            inputs, form, _ = self.codec.decode_predict_json(doc, dtypes)
         call = PredictCall(
             model=ref,
             signature_name=signature_name,
@@ -356,7 +355,7 @@ class RestFront:
         }
         return _json_response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
-    def _embeddings_call(self, doc: Any) -> tuple[ModelRef, dict[str, np.ndarray], str, bool]:
+    def _embeddings_call(self, doc: Any) -> tuple[ModelRef, CheckedInputs, str, bool]:
         """Validates an OpenAI embeddings body: (model, inputs, encoding, count tokens?)."""
         if not isinstance(doc, dict):
             raise ServingError(Code.INVALID_ARGUMENT, "JSON body must be an object")
@@ -403,7 +402,7 @@ class RestFront:
             )
         array = np.empty(len(texts), dtype=object)
         array[:] = [text.encode("utf-8") for text in texts]
-        inputs = {contract.TEXT: self.codec.check_input(contract.TEXT, array)}
+        inputs = self.codec.check_inputs({contract.TEXT: array})
         preprocess = self._signature(ref, contract.PREPROCESS)
         counted = preprocess is not None and contract.INPUT_MASK in preprocess.outputs
         return ref, inputs, encoding, counted

@@ -272,12 +272,7 @@ class ServingCore:
                     f"outputs are {sorted(spec.outputs)}",
                 )
             limits = self.config.limits
-            checked = spec.validate(
-                call.inputs,
-                exact_dtypes=api == "grpc",
-                max_rows=limits.max_rows_per_request,
-                max_text_chars=limits.max_text_chars,
-            )
+            checked = spec.validate(call.inputs, exact_dtypes=api == "grpc")
             deadline = (
                 call.deadline
                 if call.deadline is not None

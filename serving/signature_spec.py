@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from models import contract
+from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
 
 # tensorflow.DataType enum values (tensorflow/core/framework/types.proto) -> numpy dtypes.
@@ -42,7 +43,7 @@ _DT_NAMES = {
     23: "DT_UINT64",
 }
 
-# String inputs with these names carry text: UTF-8 is checked and their length bounded.
+# String inputs with these names carry text: their length groups requests into batches.
 TEXT_INPUT_NAMES = frozenset({contract.TEXT, contract.TEXT_PAIR})
 
 
@@ -103,20 +104,22 @@ class SignatureSpec:
             t.shape is not None and len(t.shape) >= 1 and t.shape[0] is None for t in tensors
         )
 
-    def validate(
-        self,
-        inputs: Mapping[str, np.ndarray],
-        *,
-        exact_dtypes: bool,
-        max_rows: int,
-        max_text_chars: int,
-    ) -> ValidatedInputs:
-        """Check names, dtypes, ranks, shapes, sizes and text; cast JSON numbers where exact.
+    def validate(self, inputs: CheckedInputs, *, exact_dtypes: bool) -> ValidatedInputs:
+        """Check names, dtypes, ranks, shapes and equal batch sizes; cast JSON numbers where
+        exact.
 
-        ``exact_dtypes`` (gRPC): a TensorProto's dtype must equal the signature's, as in TF
-        Serving. Otherwise (REST JSON) numbers are converted to the signature's dtype when the
-        values fit exactly.
+        What holds whatever the model (non-empty, rows per request, UTF-8, text length) was
+        checked once, by the ``TensorCodec`` that made ``inputs``; anything else is refused
+        rather than served unchecked. ``exact_dtypes`` (gRPC): a TensorProto's dtype must
+        equal the signature's, as in TF Serving. Otherwise (REST JSON) numbers are converted
+        to the signature's dtype when the values fit exactly.
         """
+        if not isinstance(inputs, CheckedInputs):
+            raise ServingError(
+                Code.INTERNAL,
+                f"inputs of type {type(inputs).__name__} did not pass the wire checks; "
+                "decode requests with serving.tensor_codec.TensorCodec",
+            )
         given, wanted = set(inputs), set(self.inputs)
         if given != wanted:
             missing, extra = sorted(wanted - given), sorted(given - wanted)
@@ -152,10 +155,6 @@ class SignatureSpec:
                             f"input {name!r} has shape {list(arr.shape)} but the signature expects "
                             f"{spec.describe_shape()} (dimension {i})",
                         )
-            if arr.size == 0:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT, f"input {name!r} is empty (shape {list(arr.shape)})"
-                )
             if arr.ndim >= 1:
                 if rows is None:
                     rows = int(arr.shape[0])
@@ -167,15 +166,9 @@ class SignatureSpec:
                         "must have the same batch size",
                     )
             if spec.dtype_enum == 7 and name in TEXT_INPUT_NAMES:
-                text_length = max(text_length, _check_text(name, arr, max_text_chars))
+                text_length = max(text_length, max(len(value) for value in arr.flat))
             out[name] = arr
-        n_rows = rows if rows is not None else 1
-        if n_rows > max_rows:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"the request has {n_rows} rows; the limit is --max_rows_per_request={max_rows}",
-            )
-        return ValidatedInputs(out, n_rows, text_length)
+        return ValidatedInputs(out, rows if rows is not None else 1, text_length)
 
     @staticmethod
     def _check_dtype(name: str, spec: TensorSpec, arr: np.ndarray, exact: bool) -> np.ndarray:
@@ -227,36 +220,6 @@ class SignatureSpec:
 
 def _describe(dtype: np.dtype) -> str:
     return "strings" if dtype == np.dtype(object) else str(dtype)
-
-
-def _check_text(name: str, arr: np.ndarray, max_chars: int) -> int:
-    """Every element must be bytes holding valid UTF-8 of at most ``max_chars`` characters."""
-    longest = 0
-    for i, value in enumerate(arr.reshape(-1)):
-        if isinstance(value, str):
-            value = value.encode("utf-8", "surrogatepass")
-        if not isinstance(value, bytes):
-            raise ServingError(Code.INVALID_ARGUMENT, f"input {name!r}[{i}] is not a string")
-        n = len(value)
-        if n > max_chars * 4 or not value.isascii():
-            try:
-                text = value.decode("utf-8")  # strict: rejects encoded lone surrogates too
-            except UnicodeDecodeError as exc:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT,
-                    f"input {name!r}[{i}] is not valid UTF-8 (byte {exc.start})",
-                ) from exc
-            chars = len(text)
-        else:
-            chars = n
-        if chars > max_chars:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"input {name!r}[{i}] has {chars} characters; the limit is "
-                f"--max_text_chars={max_chars}",
-            )
-        longest = max(longest, n)
-    return longest
 
 
 def parse_saved_model_signatures(

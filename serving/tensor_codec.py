@@ -5,8 +5,10 @@ Both fronts decode through ``TensorCodec``: gRPC ``TensorProto`` and TF Serving'
 property of the bytes on the wire, independent of the model: body size (also after gzip),
 JSON nesting, NaN/Infinity, ragged arrays, base64 alphabet, UTF-8 validity, declared
 TensorProto shape versus content, negative or overflowing dims, unsupported dtypes, rows
-and characters per request. Checks against the model's SignatureDef (input names, ranks,
-shapes) belong to the core. Every failure is a ``ServingError`` naming the input.
+and characters per request. Those checks run here only: a decoded request is a
+``CheckedInputs``, the only kind of inputs the core accepts, and the core does not repeat
+them. Checks against the model's SignatureDef (input names, ranks, shapes) belong to the
+core. Every failure is a ``ServingError`` naming the input.
 
 Size errors (body or gzip bytes) are RESOURCE_EXHAUSTED, as gRPC's own message-size limit
 answers; all other rejections are INVALID_ARGUMENT (retrying cannot help).
@@ -14,7 +16,7 @@ answers; all other rejections are INVALID_ARGUMENT (retrying cannot help).
 Example::
 
     codec = TensorCodec(WireLimits())
-    array = codec.from_tensor_proto("text", request.inputs["text"])
+    inputs = codec.from_tensor_protos(request.inputs)  # CheckedInputs, for a PredictCall
     proto = codec.to_tensor_proto(np.asarray([0.5], np.float32))
 """
 
@@ -36,6 +38,7 @@ import numpy as np
 import orjson
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
+from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
 
 # A TensorProto of higher rank is not a real tensor: numpy itself stops at 64 dims.
@@ -136,8 +139,17 @@ class TensorCodec:
         self.limits = limits or WireLimits()
 
     # ------------------------------------------------------------------ shared checks
+    def check_inputs(self, arrays: Mapping[str, np.ndarray]) -> CheckedInputs:
+        """``check_input`` on every input: how decoded arrays become a request's inputs."""
+        return CheckedInputs(
+            {name: self.check_input(name, array) for name, array in arrays.items()}
+        )
+
     def check_input(self, name: str, array: np.ndarray) -> np.ndarray:
-        """The checks every decoded input passes, whatever the wire format; returns ``array``."""
+        """The checks every decoded input passes, whatever the wire format; returns ``array``.
+
+        The server's only check of emptiness, rows per request, UTF-8 and text length.
+        """
         if array.size == 0:
             raise _invalid(
                 f"input '{name}' is empty (shape {_shape_text(array.shape)}): "
@@ -167,8 +179,15 @@ class TensorCodec:
         return array
 
     # ------------------------------------------------------------------ gRPC TensorProto
+    def from_tensor_protos(self, protos: Mapping[str, tensor_pb2.TensorProto]) -> CheckedInputs:
+        """A PredictRequest's ``inputs``, decoded and checked."""
+        return self.check_inputs(
+            {name: self.from_tensor_proto(name, p) for name, p in protos.items()}
+        )
+
     def from_tensor_proto(self, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
-        """A TensorProto as a numpy array (strings: object array of bytes).
+        """A TensorProto as a numpy array (strings: object array of bytes), decoded only:
+        ``from_tensor_protos`` adds ``check_input``.
 
         Unlike TensorFlow's own parser, content must match the declared shape exactly: TF
         repeats the last value (or zero) to fill a larger shape, which lets a few bytes
@@ -200,7 +219,7 @@ class TensorCodec:
                     f"{len(proto.tensor_content)} bytes"
                 )
             array = np.frombuffer(proto.tensor_content, dtype=numpy_dtype).reshape(dims)
-            return self.check_input(name, array.astype(numpy_dtype.newbyteorder("="), copy=False))
+            return array.astype(numpy_dtype.newbyteorder("="), copy=False)
         for descriptor, _ in proto.ListFields():
             if descriptor.name in _VALUE_FIELDS and descriptor.name != field:
                 raise _invalid(
@@ -229,7 +248,7 @@ class TensorCodec:
             array = bits.astype(np.uint16).view(np.float16)
         else:
             array = np.array(values, dtype=numpy_dtype.newbyteorder("="))
-        return self.check_input(name, array.reshape(dims))
+        return array.reshape(dims)
 
     def to_tensor_proto(
         self, array: np.ndarray, *, as_tensor_content: bool = False
@@ -356,7 +375,7 @@ class TensorCodec:
 
     def decode_predict_json(
         self, doc: Any, input_dtypes: Mapping[str, int]
-    ) -> tuple[dict[str, np.ndarray], str, str]:
+    ) -> tuple[CheckedInputs, str, str]:
         """A parsed :predict body as ``(inputs, format, signature_name)``.
 
         ``input_dtypes`` maps the signature's input names to DataType enums: JSON numbers and
@@ -377,8 +396,10 @@ class TensorCodec:
                 "(columnar format)"
             )
         if "instances" in doc:
-            return self._decode_rows(doc["instances"], input_dtypes), "row", signature_name
-        return self._decode_columns(doc["inputs"], input_dtypes), "columnar", signature_name
+            arrays, form = self._decode_rows(doc["instances"], input_dtypes), "row"
+        else:
+            arrays, form = self._decode_columns(doc["inputs"], input_dtypes), "columnar"
+        return self.check_inputs(arrays), form, signature_name
 
     def _single_input(self, input_dtypes: Mapping[str, int], form: str) -> str:
         if len(input_dtypes) != 1:
@@ -441,7 +462,7 @@ class TensorCodec:
             raise _invalid(f"input '{name}' is ragged or malformed: {exc}") from exc
         if array.ndim > MAX_RANK:
             raise _invalid(f"input '{name}' has rank {array.ndim}; the limit is {MAX_RANK}")
-        return self.check_input(name, array)
+        return array
 
     def _json_strings(self, name: str, value: Any) -> np.ndarray:
         array = np.array(value, dtype=object)

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
+from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
 from serving.tensor_codec import TensorCodec, WireLimits
 
@@ -135,22 +136,28 @@ def test_unsupported_dtype_and_wrong_value_field_are_rejected() -> None:
         CODEC.from_tensor_proto("s", proto)
 
 
+def _checked(codec: TensorCodec, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+    inputs = codec.from_tensor_protos({name: proto})
+    assert isinstance(inputs, CheckedInputs)
+    return inputs[name]
+
+
 def test_text_checks_utf8_length_rows_and_emptiness() -> None:
     with rejects(Code.INVALID_ARGUMENT, "'text' element 1", "not valid UTF-8"):
-        CODEC.from_tensor_proto("text", _strings([b"ok", b"\xff\xfe"], [2]))
+        _checked(CODEC, "text", _strings([b"ok", b"\xff\xfe"], [2]))
     # A UTF-8-encoded lone surrogate (what a careless encoder emits for "\ud800").
     with rejects(Code.INVALID_ARGUMENT, "'text' element 0", "not valid UTF-8"):
-        CODEC.from_tensor_proto("text", _strings([b"\xed\xa0\x80"], [1]))
+        _checked(CODEC, "text", _strings([b"\xed\xa0\x80"], [1]))
     with rejects(Code.INVALID_ARGUMENT, "'text' element 0", "51 characters", "limit is 50"):
-        CODEC.from_tensor_proto("text", _strings([b"x" * 51], [1]))
+        _checked(CODEC, "text", _strings([b"x" * 51], [1]))
     # 50 characters of 3 bytes each are within the character limit.
-    assert CODEC.from_tensor_proto("text", _strings(["語".encode() * 50], [1])).shape == (1,)
+    assert _checked(CODEC, "text", _strings(["語".encode() * 50], [1])).shape == (1,)
     with rejects(Code.INVALID_ARGUMENT, "'text'", "65 rows", "limit is 64"):
-        CODEC.from_tensor_proto("text", _strings([b"a"] * 65, [65]))
+        _checked(CODEC, "text", _strings([b"a"] * 65, [65]))
     with rejects(Code.INVALID_ARGUMENT, "'text'", "empty"):
-        CODEC.from_tensor_proto("text", _strings([], [0]))
+        _checked(CODEC, "text", _strings([], [0]))
     binary = TensorCodec(WireLimits(strings_are_text=False))
-    assert binary.from_tensor_proto("img", _strings([b"\xff\xd8"], [1]))[0] == b"\xff\xd8"
+    assert _checked(binary, "img", _strings([b"\xff\xd8"], [1]))[0] == b"\xff\xd8"
 
 
 # ---------------------------------------------------------------- REST bodies
