@@ -12,7 +12,8 @@ Routes (TF Serving's own regexes, case-insensitive, as tensorflow_model_server m
 - ``GET  <monitoring path>``                                       Prometheus, when enabled
 
 Errors are ``{"error": "..."}`` with TF Serving's status -> HTTP mapping (OpenAI's error object
-on ``/v1/embeddings``). Bodies may be gzip or deflate encoded.
+on ``/v1/embeddings``). Bodies may be gzip or deflate encoded. A client that disconnects
+cancels its request: queued work is dropped, never run, and counted as CANCELLED.
 
 Example::
 
@@ -122,7 +123,12 @@ class RestFront:
 
     async def start(self) -> int:
         # Bodies are decompressed by TensorCodec.read_body, within the byte limit.
-        self._runner = web.AppRunner(self.app(), auto_decompress=False, access_log=None)
+        # handler_cancellation: aiohttp (since 3.8) lets a handler run on when its client
+        # disconnects; cancelling it instead drops the request's queued work (the batcher
+        # forgets a cancelled caller's rows) and counts it as CANCELLED.
+        self._runner = web.AppRunner(
+            self.app(), auto_decompress=False, access_log=None, handler_cancellation=True
+        )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self.port, reuse_port=False)
         await self._site.start()
