@@ -1,7 +1,11 @@
 """TF Serving's gRPC API (PredictionService, ModelService, grpc.health.v1) over ``InferenceCore``.
 
-The servicers only translate: protos -> ``PredictCall`` through ``TensorCodec`` (wire checks),
+The handlers only translate: protos -> ``PredictCall`` through ``TensorCodec`` (wire checks),
 the core does the work, and a ``ServingError`` becomes the gRPC status with its message.
+
+No TensorFlow in this process: the messages are the project's own wire-compatible ones
+(``clients.protos``, ``serving.protos.textserve_front_pb2``), served under TF Serving's
+service names by generic handlers, so tensorflow-serving-api stubs call them unchanged.
 
 Example::
 
@@ -21,46 +25,35 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import text_format
+from google.protobuf import message, text_format
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    inference_pb2,
-    model_management_pb2,
-    model_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-    regression_pb2,
-)
-from tensorflow_serving.config import model_server_config_pb2
 
+from clients.protos import serving_apis_pb2 as apis
+from clients.protos import signature_pb2
 from models import contract
 from serving.core_api import InferenceCore, ModelMetadata, ModelRef, PredictCall
 from serving.errors import Code, ServingError
+from serving.protos import textserve_front_pb2 as tfs
 from serving.tensor_codec import TensorCodec, WireLimits
 
 _log = logging.getLogger(__name__)
 
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
 SIGNATURE_DEF_FIELD = "signature_def"  # the only GetModelMetadata field TF Serving knows
+# The Any's type URL names TF Serving's message: its clients' Unpack() checks the name.
+SIGNATURE_DEF_MAP_TYPE_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 # Services a health check may name besides "" (the whole server).
-_HEALTH_SERVICES = (
-    "",
-    "tensorflow.serving.PredictionService",
-    "tensorflow.serving.ModelService",
-)
+_HEALTH_SERVICES = ("", PREDICTION_SERVICE, MODEL_SERVICE)
 _HEALTH_POLL_S = 0.1  # Watch streams see a readiness change within this
 
 _Response = TypeVar("_Response")
 
 
-def model_ref(spec: model_pb2.ModelSpec) -> ModelRef:
+def model_ref(spec: apis.ModelSpec) -> ModelRef:
     """A ModelSpec as the core's ``ModelRef`` (version and version_label are a oneof)."""
     choice = spec.WhichOneof("version_choice")
     return ModelRef(
@@ -70,13 +63,16 @@ def model_ref(spec: model_pb2.ModelSpec) -> ModelRef:
     )
 
 
-def signature_defs(metadata: ModelMetadata) -> dict[str, meta_graph_pb2.SignatureDef]:
-    out = {}
+def signature_def_map(metadata: ModelMetadata) -> apis.SignatureDefMap:
+    """The model's SignatureDefs, as GetModelMetadata answers them."""
+    signature_map = apis.SignatureDefMap()
     for name, blob in metadata.signature_defs.items():
-        signature = meta_graph_pb2.SignatureDef()
-        signature.ParseFromString(blob)
-        out[name] = signature
-    return out
+        signature_map.signature_def[name].MergeFromString(blob)
+    return signature_map
+
+
+def signature_defs(metadata: ModelMetadata) -> dict[str, signature_pb2.SignatureDef]:
+    return dict(signature_def_map(metadata).signature_def)
 
 
 async def _answer(
@@ -98,67 +94,21 @@ async def _answer(
 _GRPC_STATUS = {status.value[0]: status for status in grpc.StatusCode}
 
 
-class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, front: GrpcFront) -> None:
-        self._front = front
-
-    async def Predict(  # noqa: N802 (gRPC method names)
-        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
-    ) -> predict_pb2.PredictResponse:
-        return await _answer(context, "Predict", lambda: self._front.predict(request, context))
-
-    async def GetModelMetadata(  # noqa: N802
-        self,
-        request: get_model_metadata_pb2.GetModelMetadataRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        return await _answer(context, "GetModelMetadata", lambda: self._front.metadata(request))
-
-    async def Classify(  # noqa: N802
-        self,
-        request: classification_pb2.ClassificationRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> classification_pb2.ClassificationResponse:
-        return await _answer(
-            context,
-            "Classify",
-            lambda: self._front.example_api(request.model_spec, CLASSIFY_METHOD),
-        )
-
-    async def Regress(  # noqa: N802
-        self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
-    ) -> regression_pb2.RegressionResponse:
-        return await _answer(
-            context, "Regress", lambda: self._front.example_api(request.model_spec, REGRESS_METHOD)
-        )
-
-    async def MultiInference(  # noqa: N802
-        self,
-        request: inference_pb2.MultiInferenceRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> inference_pb2.MultiInferenceResponse:
-        return await _answer(
-            context, "MultiInference", lambda: self._front.multi_inference(request)
-        )
+def _serialize(response: message.Message) -> bytes:
+    return response.SerializeToString()
 
 
-class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, front: GrpcFront) -> None:
-        self._front = front
+# One RPC's work: (request, context) -> response.
+_Work = Callable[[Any, grpc.aio.ServicerContext], Awaitable[message.Message]]
 
-    async def GetModelStatus(  # noqa: N802
-        self,
-        request: get_model_status_pb2.GetModelStatusRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> get_model_status_pb2.GetModelStatusResponse:
-        return await _answer(context, "GetModelStatus", lambda: self._front.status(request))
 
-    async def HandleReloadConfigRequest(  # noqa: N802
-        self, request: model_management_pb2.ReloadConfigRequest, context: grpc.aio.ServicerContext
-    ) -> model_management_pb2.ReloadConfigResponse:
-        return await _answer(
-            context, "HandleReloadConfigRequest", lambda: self._front.reload(request)
-        )
+def _unary(method: str, request_type: type[message.Message], work: _Work) -> grpc.RpcMethodHandler:
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> message.Message:
+        return await _answer(context, method, lambda: work(request, context))
+
+    return grpc.unary_unary_rpc_method_handler(
+        handle, request_deserializer=request_type.FromString, response_serializer=_serialize
+    )
 
 
 class _HealthServicer(health_async.HealthServicer):
@@ -227,10 +177,7 @@ class GrpcFront:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(options=options, maximum_concurrent_rpcs=self.max_concurrent_rpcs)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionServicer(self), server
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(self), server)
+        server.add_generic_rpc_handlers(self._services())
         if self.enable_health:
             self._health = _HealthServicer(self.core)
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -245,6 +192,23 @@ class GrpcFront:
             self._health_task = asyncio.create_task(self._poll_health(self._health))
         _log.info("gRPC front listening", extra={"event": "grpc_started", "port": bound})
         return bound
+
+    def _services(self) -> tuple[grpc.GenericRpcHandler, ...]:
+        """PredictionService and ModelService, method by method, as TF Serving names them."""
+        prediction, model = PREDICTION_SERVICE, MODEL_SERVICE
+        table: tuple[tuple[str, str, type[message.Message], _Work], ...] = (
+            (prediction, "Predict", apis.PredictRequest, self.predict),
+            (prediction, "GetModelMetadata", apis.GetModelMetadataRequest, self.metadata),
+            (prediction, "Classify", tfs.ClassificationRequest, self.classify),
+            (prediction, "Regress", tfs.RegressionRequest, self.regress),
+            (prediction, "MultiInference", tfs.MultiInferenceRequest, self.multi_inference),
+            (model, "GetModelStatus", apis.GetModelStatusRequest, self.status),
+            (model, "HandleReloadConfigRequest", tfs.ReloadConfigRequest, self.reload),
+        )
+        services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for service, method, request_type, work in table:
+            services.setdefault(service, {})[method] = _unary(method, request_type, work)
+        return tuple(grpc.method_handlers_generic_handler(s, h) for s, h in services.items())
 
     async def stop(self, grace: float | None = None) -> None:
         """Health goes NOT_SERVING, then in-flight RPCs get ``grace`` seconds to finish."""
@@ -266,8 +230,8 @@ class GrpcFront:
 
     # ------------------------------------------------------------------ PredictionService
     async def predict(
-        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
-    ) -> predict_pb2.PredictResponse:
+        self, request: apis.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> apis.PredictResponse:
         spec = request.model_spec
         signature_name = spec.signature_name or contract.SERVING_DEFAULT
         try:
@@ -285,7 +249,7 @@ class GrpcFront:
             api="grpc",
         )
         result = await self.core.predict(call)
-        response = predict_pb2.PredictResponse()
+        response = apis.PredictResponse()
         response.model_spec.name = result.model_name
         response.model_spec.version.value = result.version
         response.model_spec.signature_name = result.signature_name
@@ -296,8 +260,8 @@ class GrpcFront:
         return response
 
     async def metadata(
-        self, request: get_model_metadata_pb2.GetModelMetadataRequest
-    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        self, request: apis.GetModelMetadataRequest, context: grpc.aio.ServicerContext | None = None
+    ) -> apis.GetModelMetadataResponse:
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
         if not request.metadata_field:
@@ -312,7 +276,17 @@ class GrpcFront:
                 )
         return metadata_response(self.core.model_metadata(model_ref(request.model_spec)))
 
-    async def example_api(self, spec: model_pb2.ModelSpec, method: str) -> Any:
+    async def classify(
+        self, request: tfs.ClassificationRequest, context: grpc.aio.ServicerContext | None = None
+    ) -> tfs.ClassificationResponse:
+        return await self.example_api(request.model_spec, CLASSIFY_METHOD)
+
+    async def regress(
+        self, request: tfs.RegressionRequest, context: grpc.aio.ServicerContext | None = None
+    ) -> tfs.RegressionResponse:
+        return await self.example_api(request.model_spec, REGRESS_METHOD)
+
+    async def example_api(self, spec: apis.ModelSpec, method: str) -> Any:
         """Classify / Regress: TF Serving's answer for a model without tf.Example signatures."""
         signatures = signature_defs(self.core.model_metadata(model_ref(spec)))
         name = spec.signature_name or contract.SERVING_DEFAULT
@@ -328,9 +302,9 @@ class GrpcFront:
         )
 
     async def multi_inference(
-        self, request: inference_pb2.MultiInferenceRequest
-    ) -> inference_pb2.MultiInferenceResponse:
-        first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        self, request: tfs.MultiInferenceRequest, context: grpc.aio.ServicerContext | None = None
+    ) -> tfs.MultiInferenceResponse:
+        first = request.tasks[0].model_spec if request.tasks else apis.ModelSpec()
         signatures = signature_defs(self.core.model_metadata(model_ref(first)))
         seen: set[str] = set()
         for task in request.tasks:
@@ -365,27 +339,28 @@ class GrpcFront:
 
     # ------------------------------------------------------------------ ModelService
     async def status(
-        self, request: get_model_status_pb2.GetModelStatusRequest
-    ) -> get_model_status_pb2.GetModelStatusResponse:
+        self, request: apis.GetModelStatusRequest, context: grpc.aio.ServicerContext | None = None
+    ) -> apis.GetModelStatusResponse:
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
         return status_response(self.core.model_status(model_ref(request.model_spec)))
 
     async def reload(
-        self, request: model_management_pb2.ReloadConfigRequest
-    ) -> model_management_pb2.ReloadConfigResponse:
-        config: model_server_config_pb2.ModelServerConfig = request.config
+        self, request: tfs.ReloadConfigRequest, context: grpc.aio.ServicerContext | None = None
+    ) -> tfs.ReloadConfigResponse:
+        config = request.config
         if config.WhichOneof("config") != "model_config_list":
             raise ServingError(
                 Code.INVALID_ARGUMENT,
                 "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
                 "ModelConfigList is currently supported",
             )
+        # The model list is opaque here (unknown fields survive): the core parses it.
         await self.core.reload_config(config.SerializeToString())
-        return model_management_pb2.ReloadConfigResponse()
+        return tfs.ReloadConfigResponse()
 
 
-def check_example_signature(signature: meta_graph_pb2.SignatureDef, method: str) -> None:
+def check_example_signature(signature: signature_pb2.SignatureDef, method: str) -> None:
     """TF Serving's PreProcessClassification / PreProcessRegression checks (method-name check
     off, its default): a predict-only signature fails here with TF Serving's message."""
     kind = "classification" if method == CLASSIFY_METHOD else "regression"
@@ -411,24 +386,23 @@ def check_example_signature(signature: meta_graph_pb2.SignatureDef, method: str)
         )
 
 
-def metadata_response(metadata: ModelMetadata) -> get_model_metadata_pb2.GetModelMetadataResponse:
+def metadata_response(metadata: ModelMetadata) -> apis.GetModelMetadataResponse:
     """GetModelMetadataResponse as TF Serving fills it: name, version, packed SignatureDefMap."""
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for name, signature in signature_defs(metadata).items():
-        signature_map.signature_def[name].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response = apis.GetModelMetadataResponse()
     response.model_spec.name = metadata.model_name
     response.model_spec.version.value = metadata.version
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+    packed = response.metadata[SIGNATURE_DEF_FIELD]
+    packed.type_url = SIGNATURE_DEF_MAP_TYPE_URL  # Pack() would name textserve.wire's message
+    packed.value = signature_def_map(metadata).SerializeToString()
     return response
 
 
-def status_response(statuses: Any) -> get_model_status_pb2.GetModelStatusResponse:
-    response = get_model_status_pb2.GetModelStatusResponse()
+def status_response(statuses: Any) -> apis.GetModelStatusResponse:
+    response = apis.GetModelStatusResponse()
     for status in statuses:
         entry = response.model_version_status.add()
         entry.version = status.version
-        entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+        entry.state = apis.ModelVersionStatus.State.Value(status.state)
         entry.status.error_code = status.error_code
         entry.status.error_message = status.error_message
     return response

@@ -39,9 +39,8 @@ import numpy as np
 import orjson
 from aiohttp import web
 from google.protobuf import json_format
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2
 
+from clients.protos import signature_pb2
 from models import contract
 from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall
 from serving.errors import Code, ServingError
@@ -50,6 +49,7 @@ from serving.grpc_front import (
     REGRESS_METHOD,
     check_example_signature,
     metadata_response,
+    signature_def_map,
     signature_defs,
     status_response,
 )
@@ -99,7 +99,7 @@ class RestFront:
         self.timeout_s = timeout_ms / 1000 if timeout_ms else None
         self.metrics_path = metrics_path
         self._openapi = OPENAPI_FILE.read_bytes()
-        self._signatures: dict[tuple[str, int, str], meta_graph_pb2.SignatureDef | None] = {}
+        self._signatures: dict[tuple[str, int, str], signature_pb2.SignatureDef | None] = {}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._in_flight = 0
@@ -266,19 +266,20 @@ class RestFront:
 
     def _metadata_json(self, ref: ModelRef) -> bytes:
         """TF Serving's metadata JSON: model_spec, then the unpacked SignatureDefMap."""
-        response = metadata_response(self.core.model_metadata(ref))
+        metadata = self.core.model_metadata(ref)
+        response = metadata_response(metadata)
         options: dict[str, Any] = {
             "preserving_proto_field_name": True,
             "always_print_fields_with_no_presence": True,
         }
-        signature_map = json_format.MessageToDict(_unpack_signature_map(response), **options)
+        signature_map = json_format.MessageToDict(signature_def_map(metadata), **options)
         doc = {
             "model_spec": json_format.MessageToDict(response.model_spec, **options),
             "metadata": {"signature_def": signature_map},
         }
         return orjson.dumps(doc)
 
-    def _signature(self, ref: ModelRef, name: str) -> meta_graph_pb2.SignatureDef | None:
+    def _signature(self, ref: ModelRef, name: str) -> signature_pb2.SignatureDef | None:
         """The SignatureDef a request will run, cached per (model, version, signature)."""
         metadata = self.core.model_metadata(ref)
         key = (metadata.model_name, metadata.version, name)
@@ -288,7 +289,7 @@ class RestFront:
             blob = metadata.signature_defs.get(name)
             signature = None
             if blob is not None:
-                signature = meta_graph_pb2.SignatureDef()
+                signature = signature_pb2.SignatureDef()
                 signature.ParseFromString(blob)
             self._signatures[key] = signature
         return self._signatures[key]
@@ -437,15 +438,7 @@ def _model_ref(name: str, version: str | None, label: str | None) -> ModelRef:
     )
 
 
-def _unpack_signature_map(
-    response: get_model_metadata_pb2.GetModelMetadataResponse,
-) -> get_model_metadata_pb2.SignatureDefMap:
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(signature_map)
-    return signature_map
-
-
-def _last_dim(info: meta_graph_pb2.TensorInfo) -> int | None:
+def _last_dim(info: signature_pb2.TensorInfo) -> int | None:
     dims = info.tensor_shape.dim
     return dims[-1].size if dims and dims[-1].size >= 0 else None
 

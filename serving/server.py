@@ -1,5 +1,8 @@
 """The server process: the core (with its TF worker) and both fronts in one asyncio loop.
 
+This process never imports TensorFlow (the fronts use the project's own wire-compatible
+protos); only the worker process does.
+
 SIGTERM / SIGINT drain: health goes NOT_SERVING and new requests are refused with
 UNAVAILABLE at once, in-flight requests finish (at most ``--drain_timeout_seconds``), then
 the fronts close, the worker stops and the process exits 0.
@@ -10,18 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
 
+from serving.grpc_front import GrpcFront
 from serving.json_log import configure_logging
+from serving.rest_front import RestFront
 from serving.server_config import ServerConfig
 from serving.serving_core import ServingCore
+from serving.tensor_codec import WireLimits
 
 _LOG = logging.getLogger("textserve.server")
 
 
-def wire_limits(config: ServerConfig) -> Any:
-    from serving.tensor_codec import WireLimits
-
+def wire_limits(config: ServerConfig) -> WireLimits:
     lim = config.limits
     return WireLimits(
         max_request_bytes=lim.max_request_bytes,
@@ -31,9 +34,7 @@ def wire_limits(config: ServerConfig) -> Any:
     )
 
 
-def _rest_front(core: ServingCore, config: ServerConfig) -> Any:
-    from serving.rest_front import RestFront
-
+def _rest_front(core: ServingCore, config: ServerConfig) -> RestFront:
     mon = config.monitoring
     return RestFront(
         core,
@@ -54,10 +55,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
         loop.add_signal_handler(sig, stop.set)
     core = ServingCore(config)
     await core.start()
-    # Imported after the worker is spawned: both import TensorFlow, in parallel.
-    from serving.grpc_front import GrpcFront
-
-    fronts: list[Any] = []
+    fronts: list[GrpcFront | RestFront] = []
     try:
         grpc_front = GrpcFront(
             core,

@@ -10,6 +10,7 @@ import numpy as np
 from models import contract
 from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
+from serving.protos import textserve_front_pb2
 
 # tensorflow.DataType enum values (tensorflow/core/framework/types.proto) -> numpy dtypes.
 _NUMPY_BY_DT: dict[int, np.dtype] = {
@@ -225,10 +226,12 @@ def _describe(dtype: np.dtype) -> str:
 def parse_saved_model_signatures(
     saved_model_pb: bytes,
 ) -> tuple[dict[str, bytes], dict[str, SignatureSpec]]:
-    """saved_model.pb bytes -> (serialized SignatureDefs by name, specs of the servable ones)."""
-    from tensorflow.core.protobuf import saved_model_pb2
+    """saved_model.pb bytes -> (serialized SignatureDefs by name, specs of the servable ones).
 
-    sm = saved_model_pb2.SavedModel.FromString(saved_model_pb)
+    Read with the front's own copy of the SavedModel message (no TensorFlow in this process):
+    the graph and everything else it does not declare is skipped as unknown fields.
+    """
+    sm = textserve_front_pb2.SavedModel.FromString(saved_model_pb)
     graphs = [mg for mg in sm.meta_graphs if "serve" in mg.meta_info_def.tags] or list(
         sm.meta_graphs
     )

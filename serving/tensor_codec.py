@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from google.protobuf import unknown_fields
 
+from clients.protos import tensor_pb2
 from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
 
@@ -45,35 +46,35 @@ from serving.errors import Code, ServingError
 MAX_RANK = 32
 
 _NUMPY_DTYPE: dict[int, np.dtype] = {
-    types_pb2.DT_FLOAT: np.dtype("<f4"),
-    types_pb2.DT_DOUBLE: np.dtype("<f8"),
-    types_pb2.DT_HALF: np.dtype("<f2"),
-    types_pb2.DT_INT8: np.dtype("i1"),
-    types_pb2.DT_INT16: np.dtype("<i2"),
-    types_pb2.DT_INT32: np.dtype("<i4"),
-    types_pb2.DT_INT64: np.dtype("<i8"),
-    types_pb2.DT_UINT8: np.dtype("u1"),
-    types_pb2.DT_UINT16: np.dtype("<u2"),
-    types_pb2.DT_UINT32: np.dtype("<u4"),
-    types_pb2.DT_UINT64: np.dtype("<u8"),
-    types_pb2.DT_BOOL: np.dtype("?"),
-    types_pb2.DT_STRING: np.dtype(object),
+    tensor_pb2.DT_FLOAT: np.dtype("<f4"),
+    tensor_pb2.DT_DOUBLE: np.dtype("<f8"),
+    tensor_pb2.DT_HALF: np.dtype("<f2"),
+    tensor_pb2.DT_INT8: np.dtype("i1"),
+    tensor_pb2.DT_INT16: np.dtype("<i2"),
+    tensor_pb2.DT_INT32: np.dtype("<i4"),
+    tensor_pb2.DT_INT64: np.dtype("<i8"),
+    tensor_pb2.DT_UINT8: np.dtype("u1"),
+    tensor_pb2.DT_UINT16: np.dtype("<u2"),
+    tensor_pb2.DT_UINT32: np.dtype("<u4"),
+    tensor_pb2.DT_UINT64: np.dtype("<u8"),
+    tensor_pb2.DT_BOOL: np.dtype("?"),
+    tensor_pb2.DT_STRING: np.dtype(object),
 }
 # Where TensorProto keeps typed values per dtype (tensorflow/core/framework/tensor.proto).
 _VALUE_FIELD: dict[int, str] = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_HALF: "half_val",
-    types_pb2.DT_INT8: "int_val",
-    types_pb2.DT_INT16: "int_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_UINT8: "int_val",
-    types_pb2.DT_UINT16: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val",
-    types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_STRING: "string_val",
+    tensor_pb2.DT_FLOAT: "float_val",
+    tensor_pb2.DT_DOUBLE: "double_val",
+    tensor_pb2.DT_HALF: "half_val",
+    tensor_pb2.DT_INT8: "int_val",
+    tensor_pb2.DT_INT16: "int_val",
+    tensor_pb2.DT_INT32: "int_val",
+    tensor_pb2.DT_UINT8: "int_val",
+    tensor_pb2.DT_UINT16: "int_val",
+    tensor_pb2.DT_INT64: "int64_val",
+    tensor_pb2.DT_UINT32: "uint32_val",
+    tensor_pb2.DT_UINT64: "uint64_val",
+    tensor_pb2.DT_BOOL: "bool_val",
+    tensor_pb2.DT_STRING: "string_val",
 }
 _VALUE_FIELDS = frozenset(_VALUE_FIELD.values()) | {
     "scomplex_val",
@@ -81,8 +82,10 @@ _VALUE_FIELDS = frozenset(_VALUE_FIELD.values()) | {
     "resource_handle_val",
     "variant_val",
 }
+# TensorProto value fields textserve.wire's copy leaves out: they arrive as unknown fields.
+_UNREAD_VALUE_FIELDS = {14: "resource_handle_val", 15: "variant_val"}
 _DATATYPE_OF_NUMPY: dict[np.dtype, int] = {
-    np.dtype(v).newbyteorder("="): k for k, v in _NUMPY_DTYPE.items() if k != types_pb2.DT_STRING
+    np.dtype(v).newbyteorder("="): k for k, v in _NUMPY_DTYPE.items() if k != tensor_pb2.DT_STRING
 }
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEP = np.zeros(256, dtype=np.int8)
@@ -92,7 +95,7 @@ _BRACKET_STEP[list(b"]}")] = -1
 _JSON_KINDS = {"f": "iuf", "i": "iu", "u": "iu", "b": "b"}
 # Packed float/double fields serialize as raw little-endian bytes: building the wire form and
 # merging it is ~100x faster than extending the repeated field element by element.
-_PACKED_TAG = {types_pb2.DT_FLOAT: b"\x2a", types_pb2.DT_DOUBLE: b"\x32"}  # fields 5 and 6
+_PACKED_TAG = {tensor_pb2.DT_FLOAT: b"\x2a", tensor_pb2.DT_DOUBLE: b"\x32"}  # fields 5 and 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +123,9 @@ class WireLimits:
 
 def datatype_name(dtype: int) -> str:
     return (
-        str(types_pb2.DataType.Name(dtype)) if dtype in types_pb2.DataType.values() else str(dtype)
+        str(tensor_pb2.DataType.Name(dtype))
+        if dtype in tensor_pb2.DataType.values()
+        else str(dtype)
     )
 
 
@@ -209,7 +214,7 @@ class TensorCodec:
         numpy_dtype = _NUMPY_DTYPE[dtype]
         field = _VALUE_FIELD[dtype]
         if proto.tensor_content:
-            if dtype == types_pb2.DT_STRING:
+            if dtype == tensor_pb2.DT_STRING:
                 raise _invalid(f"input '{name}': DT_STRING tensors cannot use tensor_content")
             expected = count * numpy_dtype.itemsize
             if len(proto.tensor_content) != expected:
@@ -220,11 +225,15 @@ class TensorCodec:
                 )
             array = np.frombuffer(proto.tensor_content, dtype=numpy_dtype).reshape(dims)
             return array.astype(numpy_dtype.newbyteorder("="), copy=False)
-        for descriptor, _ in proto.ListFields():
-            if descriptor.name in _VALUE_FIELDS and descriptor.name != field:
+        given = [descriptor.name for descriptor, _ in proto.ListFields()] + [
+            _UNREAD_VALUE_FIELDS.get(unknown.field_number, "")
+            for unknown in unknown_fields.UnknownFieldSet(proto)
+        ]
+        for given_field in given:
+            if given_field in _VALUE_FIELDS and given_field != field:
                 raise _invalid(
                     f"input '{name}' is {datatype_name(dtype)}, whose values go in {field} "
-                    f"or tensor_content, but it sets {descriptor.name}"
+                    f"or tensor_content, but it sets {given_field}"
                 )
         values = getattr(proto, field)
         if len(values) != count:
@@ -232,10 +241,10 @@ class TensorCodec:
                 f"input '{name}' declares shape {_shape_text(dims)} ({count} elements) but "
                 f"holds {len(values)} values in {field}"
             )
-        if dtype == types_pb2.DT_STRING:
+        if dtype == tensor_pb2.DT_STRING:
             array = np.empty(count, dtype=object)
             array[:] = list(values)
-        elif field == "int_val" and dtype != types_pb2.DT_INT32:
+        elif field == "int_val" and dtype != tensor_pb2.DT_INT32:
             wide = np.array(values, dtype=np.int64)
             info = np.iinfo(numpy_dtype)
             if wide.size and (wide.min() < info.min or wide.max() > info.max):
@@ -270,7 +279,7 @@ class TensorCodec:
         for size in array.shape:
             proto.tensor_shape.dim.add().size = size
         if array.dtype.kind in "OSU":
-            proto.dtype = types_pb2.DT_STRING
+            proto.dtype = tensor_pb2.DT_STRING
             proto.string_val.extend(
                 v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.flat
             )
@@ -285,7 +294,7 @@ class TensorCodec:
         elif dtype in _PACKED_TAG:
             payload = little.tobytes()
             proto.MergeFromString(_PACKED_TAG[dtype] + _varint(len(payload)) + payload)
-        elif dtype == types_pb2.DT_HALF:
+        elif dtype == tensor_pb2.DT_HALF:
             proto.half_val.extend(little.view(np.uint16).ravel().tolist())
         else:
             getattr(proto, _VALUE_FIELD[dtype]).extend(array.ravel().tolist())
@@ -454,7 +463,7 @@ class TensorCodec:
             raise _invalid(f"input '{name}' has dtype {datatype_name(dtype)}, not served over JSON")
         try:
             with _gc_paused():
-                if dtype == types_pb2.DT_STRING:
+                if dtype == tensor_pb2.DT_STRING:
                     array = self._json_strings(name, value)
                 else:
                     array = self._json_numbers(name, value, dtype)
@@ -604,12 +613,12 @@ def _infer_datatype(value: Any) -> int:
     while isinstance(probe, list) and probe:
         probe = probe[0]
     if isinstance(probe, str | dict):
-        return types_pb2.DT_STRING
+        return tensor_pb2.DT_STRING
     if isinstance(probe, bool):
-        return types_pb2.DT_BOOL
+        return tensor_pb2.DT_BOOL
     if isinstance(probe, int):
-        return types_pb2.DT_INT64
-    return types_pb2.DT_FLOAT
+        return tensor_pb2.DT_INT64
+    return tensor_pb2.DT_FLOAT
 
 
 def _json_ready(name: str, array: np.ndarray) -> Any:

@@ -15,12 +15,27 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
+from clients.protos import tensor_pb2 as wire_tensor_pb2
 from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
 from serving.tensor_codec import TensorCodec, WireLimits
 
 CODEC = TensorCodec(WireLimits(max_request_bytes=1 << 20, max_rows=64, max_text_chars=50))
 TEXT_SIG = {"text": types_pb2.DT_STRING}
+
+
+def _as_wire(proto: tensor_pb2.TensorProto) -> wire_tensor_pb2.TensorProto:
+    """What the server parses: a client's (TensorFlow's) TensorProto, as bytes on the wire."""
+    return wire_tensor_pb2.TensorProto.FromString(proto.SerializeToString())
+
+
+def _as_tf(proto: wire_tensor_pb2.TensorProto) -> tensor_pb2.TensorProto:
+    """What a tensorflow-serving-api client parses from the server's answer."""
+    return tensor_pb2.TensorProto.FromString(proto.SerializeToString())
+
+
+def _decode(codec: TensorCodec, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+    return codec.from_tensor_proto(name, _as_wire(proto))
 
 
 @contextlib.contextmanager
@@ -55,12 +70,12 @@ def rejects(code: Code, *fragments: str) -> Iterator[None]:
 )
 def test_tensor_proto_round_trip_matches_tensorflow(array: np.ndarray) -> None:
     # What real clients send: tf.make_tensor_proto (tensor_content for numbers).
-    decoded = CODEC.from_tensor_proto("x", tf.make_tensor_proto(array))
+    decoded = _decode(CODEC, "x", tf.make_tensor_proto(array))
     assert decoded.dtype == array.dtype and decoded.shape == array.shape
     np.testing.assert_array_equal(decoded, array)
     for as_content in (False, True):
         proto = CODEC.to_tensor_proto(array, as_tensor_content=as_content)
-        back = tf.make_ndarray(proto)
+        back = tf.make_ndarray(_as_tf(proto))
         assert back.dtype == array.dtype and back.shape == array.shape
         np.testing.assert_array_equal(back, array)
         np.testing.assert_array_equal(CODEC.from_tensor_proto("x", proto), array)
@@ -72,7 +87,7 @@ def test_typed_value_fields_are_read_like_tensorflow() -> None:
     proto.tensor_shape.dim.add().size = 2
     proto.float_val.extend([1.0, 2.0, 3.0, 0.1])
     np.testing.assert_array_equal(
-        CODEC.from_tensor_proto("x", proto), np.array([[1, 2], [3, 0.1]], np.float32)
+        _decode(CODEC, "x", proto), np.array([[1, 2], [3, 0.1]], np.float32)
     )
 
 
@@ -81,7 +96,7 @@ def test_float_output_is_bit_exact_in_typed_fields() -> None:
     array = rng.standard_normal((3, 384)).astype(np.float32)
     proto = CODEC.to_tensor_proto(array)
     assert not proto.tensor_content and len(proto.float_val) == array.size
-    assert tf.make_ndarray(proto).tobytes() == array.tobytes()
+    assert tf.make_ndarray(_as_tf(proto)).tobytes() == array.tobytes()
 
 
 # ---------------------------------------------------------------- TensorProto rejections
@@ -95,49 +110,56 @@ def _strings(values: list[bytes], shape: list[int]) -> tensor_pb2.TensorProto:
 
 def test_huge_declared_shape_with_tiny_content_is_rejected() -> None:
     with rejects(Code.INVALID_ARGUMENT, "'text'", "[1000000000]", "holds 1 values"):
-        CODEC.from_tensor_proto("text", _strings([b"a"], [1_000_000_000]))
+        _decode(CODEC, "text", _strings([b"a"], [1_000_000_000]))
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\0" * 8)
     proto.tensor_shape.dim.add().size = 1 << 40
     with rejects(Code.INVALID_ARGUMENT, "'x'", "tensor_content holds 8 bytes"):
-        CODEC.from_tensor_proto("x", proto)
+        _decode(CODEC, "x", proto)
 
 
 def test_negative_and_overflowing_dims_are_rejected() -> None:
     with rejects(Code.INVALID_ARGUMENT, "'text'", "negative dimension"):
-        CODEC.from_tensor_proto("text", _strings([b"a"], [-1]))
+        _decode(CODEC, "text", _strings([b"a"], [-1]))
     with rejects(Code.INVALID_ARGUMENT, "'text'", "overflows int64"):
-        CODEC.from_tensor_proto("text", _strings([b"a"], [2**62, 2**62]))
+        _decode(CODEC, "text", _strings([b"a"], [2**62, 2**62]))
     too_deep = _strings([b"a"], [1] * 40)
     with rejects(Code.INVALID_ARGUMENT, "rank 40"):
-        CODEC.from_tensor_proto("text", too_deep)
+        _decode(CODEC, "text", too_deep)
     unknown = _strings([b"a"], [1])
     unknown.tensor_shape.unknown_rank = True
     with rejects(Code.INVALID_ARGUMENT, "unknown rank"):
-        CODEC.from_tensor_proto("text", unknown)
+        _decode(CODEC, "text", unknown)
 
 
 def test_unsupported_dtype_and_wrong_value_field_are_rejected() -> None:
     complex_proto = tf.make_tensor_proto(np.array([1 + 2j], dtype=np.complex64))
     with rejects(Code.INVALID_ARGUMENT, "'z'", "DT_COMPLEX64"):
-        CODEC.from_tensor_proto("z", complex_proto)
+        _decode(CODEC, "z", complex_proto)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32)
     proto.tensor_shape.dim.add().size = 1
     proto.float_val.append(1.0)
     with rejects(Code.INVALID_ARGUMENT, "'ids'", "int_val", "float_val"):
-        CODEC.from_tensor_proto("ids", proto)
+        _decode(CODEC, "ids", proto)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8)
     proto.tensor_shape.dim.add().size = 1
     proto.int_val.append(300)
     with rejects(Code.INVALID_ARGUMENT, "out of range for DT_UINT8"):
-        CODEC.from_tensor_proto("b", proto)
+        _decode(CODEC, "b", proto)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_content=b"abc")
     proto.tensor_shape.dim.add().size = 3
     with rejects(Code.INVALID_ARGUMENT, "tensor_content"):
-        CODEC.from_tensor_proto("s", proto)
+        _decode(CODEC, "s", proto)
+    # Value fields the server's own TensorProto leaves out still count as set.
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32)
+    proto.tensor_shape.dim.add().size = 1
+    proto.int_val.append(1)
+    proto.variant_val.add().type_name = "x"
+    with rejects(Code.INVALID_ARGUMENT, "'ids'", "int_val", "but it sets variant_val"):
+        _decode(CODEC, "ids", proto)
 
 
 def _checked(codec: TensorCodec, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
-    inputs = codec.from_tensor_protos({name: proto})
+    inputs = codec.from_tensor_protos({name: _as_wire(proto)})
     assert isinstance(inputs, CheckedInputs)
     return inputs[name]
 
