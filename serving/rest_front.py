@@ -42,7 +42,7 @@ from google.protobuf import json_format
 
 from clients.protos import signature_pb2
 from models import contract
-from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall
+from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, PredictResult
 from serving.errors import Code, ServingError
 from serving.grpc_front import (
     CLASSIFY_METHOD,
@@ -319,28 +319,22 @@ class RestFront:
             )
             raise
         deadline = self._deadline()
-        embed = self.core.predict(
-            PredictCall(
+
+        def run(signature: str, output: str) -> Awaitable[PredictResult]:
+            call = PredictCall(
                 model=ref,
-                signature_name=contract.SERVING_DEFAULT,
+                signature_name=signature,
                 inputs=inputs,
-                output_filter=(contract.EMBEDDING,),
+                output_filter=(output,),
                 deadline=deadline,
                 api="openai",
             )
-        )
+            return self.core.predict(call)
+
+        embed = run(contract.SERVING_DEFAULT, contract.EMBEDDING)
         if counted:
             # Token counts come from the model's own tokenizer (its preprocess signature).
-            count = self.core.predict(
-                PredictCall(
-                    model=ref,
-                    signature_name=contract.PREPROCESS,
-                    inputs=inputs,
-                    output_filter=(contract.INPUT_MASK,),
-                    deadline=deadline,
-                    api="openai",
-                )
-            )
+            count = run(contract.PREPROCESS, contract.INPUT_MASK)
             result, counts = await asyncio.gather(embed, count)
             tokens = int(np.asarray(counts.outputs[contract.INPUT_MASK]).sum())
         else:
