@@ -13,6 +13,15 @@ length (the exported models pad each batch to its longest text's length bucket).
 
 A request larger than ``max_batch_size`` is split into chunks that are queued separately and
 reassembled in order; every caller gets exactly its own rows.
+
+Admission is deadline-aware: the batcher keeps a running estimate of the model's cost per row
+(from the batches it has run, so it tracks the current mix of batch sizes and text lengths)
+and refuses a request at once with RESOURCE_EXHAUSTED when the work already queued and running
+ahead of it, shared over the slots, would not leave time to run it before its deadline.
+Overload is thus answered immediately and explicitly (the caller can back off or try another
+replica) instead of as a DEADLINE_EXCEEDED after the wait, and no slot is spent on an answer
+nobody will read. The fixed bounds (``max_queued_requests``, ``max_enqueued_batches x
+max_batch_size`` rows) still apply on top.
 """
 
 from __future__ import annotations
@@ -46,6 +55,10 @@ def _bucket(length: int) -> int:
         if length <= limit:
             return i
     return len(_BUCKET_BYTES)
+
+
+# Weight of the newest batch in the running cost-per-row estimate: ~10 batches of memory.
+_COST_SMOOTHING = 0.2
 
 
 def estimated_tokens(length_bytes: int) -> int:
@@ -90,6 +103,8 @@ class Batcher:
         self._busy = 0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._row_seconds: dict[tuple[str, int], float] = {}  # model key -> seconds per row
+        self._running_rows: dict[tuple[str, int], int] = collections.defaultdict(int)
 
     @property
     def queued_requests(self) -> int:
@@ -155,6 +170,14 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         now = time.monotonic()
+        finish = self.estimated_wait() + rows * self._row_seconds.get(key, 0.0)
+        if now + finish > deadline:
+            raise ServingError(
+                Code.RESOURCE_EXHAUSTED,
+                f"the server is overloaded: the work queued ahead of this request needs about "
+                f"{finish * 1e3:.0f} ms, more than its deadline leaves "
+                f"({max(0.0, deadline - now) * 1e3:.0f} ms); back off and retry",
+            )
         item = _Item(inputs, rows, text_length, deadline, now, loop.create_future(), solo)
         self._queues.setdefault(qkey, collections.deque()).append(item)
         self._queued_rows[qkey] += rows
@@ -170,6 +193,17 @@ class Batcher:
             raise
         finally:
             timer.cancel()
+
+    def estimated_wait(self) -> float:
+        """Seconds until a newly queued request would start: the queued and running rows of
+        every model at its measured cost per row, shared over the slots. 0 before any batch has
+        run (nothing measured yet: only the fixed queue bounds apply).
+        """
+        work = sum(
+            self._queued_rows[qkey] * self._row_seconds.get(qkey[0], 0.0) for qkey in self._queues
+        )
+        work += sum(rows * self._row_seconds.get(k, 0.0) for k, rows in self._running_rows.items())
+        return work / self._s.slots
 
     def _expire(self, qkey: tuple[Any, ...], item: _Item) -> None:
         if item.future.done():
@@ -310,6 +344,8 @@ class Batcher:
                 self._metrics.batch_tokens.labels(model).observe(
                     padded_rows * estimated_tokens(longest)
                 )
+            self._running_rows[key] += padded_rows
+            sent = time.monotonic()
             try:
                 outputs, seconds = await self._run(key, signature, inputs)
             except ServingError as exc:
@@ -317,7 +353,15 @@ class Batcher:
                     if not it.future.done():
                         it.future.set_exception(exc)
                 return
+            finally:
+                self._running_rows[key] -= padded_rows
             self._metrics.inference_latency.labels(model, str(key[1])).observe(seconds)
+            # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
+            per_row = (time.monotonic() - sent) / padded_rows
+            old = self._row_seconds.get(key)
+            self._row_seconds[key] = (
+                per_row if old is None else old + _COST_SMOOTHING * (per_row - old)
+            )
             if len(items) == 1 and padded_rows == rows:
                 if not items[0].future.done():
                     items[0].future.set_result(outputs)

@@ -259,10 +259,11 @@ class ServingCore:
             signature = call.signature_name or contract.SERVING_DEFAULT
             spec = sv.specs.get(signature)
             if spec is None:
+                # TF Serving's status and words (predict_util.cc), plus what the model has.
                 raise ServingError(
-                    Code.NOT_FOUND,
-                    f"signature {signature!r} not found in model {model!r} version {sv.version}; "
-                    f"it has {sorted(sv.specs)}",
+                    Code.FAILED_PRECONDITION,
+                    f'Serving signature key "{signature}" not found. Model {model!r} version '
+                    f"{sv.version} has {sorted(sv.specs)}",
                 )
             unknown = [n for n in call.output_filter if n not in spec.outputs]
             if unknown:

@@ -267,20 +267,9 @@ def test_unknown_input_name_is_invalid_input(client: GrpcClient | RestClient) ->
         client.predict({"not_an_input": ["hello"]})
 
 
-def test_unknown_signature_is_invalid_input(
-    request: pytest.FixtureRequest, target: Target, client: GrpcClient | RestClient
-) -> None:
-    # tensorflow_model_server: FAILED_PRECONDITION "Serving signature key ... not found." over
+def test_unknown_signature_is_invalid_input(client: GrpcClient | RestClient) -> None:
+    # tensorflow_model_server: FAILED_PRECONDITION 'Serving signature key "..." not found.' over
     # gRPC (predict_util.cc) and 400 over REST, i.e. InvalidInputError, never NotFoundError.
-    if target.kind == TEXTSERVE:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=NotFoundError,
-                reason="known deviation: textserve-server answers NOT_FOUND / 404 for an unknown "
-                "signature where TF Serving answers FAILED_PRECONDITION / 400",
-            )
-        )
     with pytest.raises(InvalidInputError):
         client.predict({contract.TEXT: ["hello"]}, signature_name="no_such_signature")
 

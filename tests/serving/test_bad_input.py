@@ -111,18 +111,24 @@ def _post(http: httpx.Client, body: bytes, path: str = "/v1/models/tiny:predict"
 
 # ---------------------------------------------------------------- NOT_FOUND
 @pytest.mark.usefixtures("still_serving")
-def test_unknown_model_version_label_signature_are_not_found(stub, http) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_model_version_label_are_not_found(stub, http) -> None:  # type: ignore[no-untyped-def]
     not_found = grpc.StatusCode.NOT_FOUND
     grpc_fails(stub, _request(_texts(b"a"), name="absent"), not_found, "absent")
     grpc_fails(stub, _request(_texts(b"a"), version=7), not_found, "7")
     grpc_fails(stub, _request(_texts(b"a"), label="nope"), not_found, "nope")
-    grpc_fails(stub, _request(_texts(b"a"), "no_such_signature"), not_found, "no_such_signature")
     body = b'{"instances": ["a"]}'
     rest_fails(_post(http, body, "/v1/models/absent:predict"), 404, "absent")
     rest_fails(_post(http, body, "/v1/models/tiny/versions/7:predict"), 404, "7")
     rest_fails(_post(http, body, "/v1/models/tiny/labels/nope:predict"), 404, "nope")
+
+
+# ---------------------------------------------------------------- FAILED_PRECONDITION
+@pytest.mark.usefixtures("still_serving")
+def test_unknown_signature_is_failed_precondition_as_in_tf_serving(stub, http) -> None:  # type: ignore[no-untyped-def]
+    failed = grpc.StatusCode.FAILED_PRECONDITION
+    grpc_fails(stub, _request(_texts(b"a"), "no_such_signature"), failed, "no_such_signature")
     signature = b'{"signature_name": "no_such_signature", "instances": ["a"]}'
-    rest_fails(_post(http, signature), 404, "no_such_signature")
+    rest_fails(_post(http, signature), 400, 'Serving signature key "no_such_signature" not found')
 
 
 # ---------------------------------------------------------------- signature mismatches

@@ -24,10 +24,13 @@ KEY = ("m", 1)
 class RecordingModel:
     """``out = length of each text``; records each executed batch's rows."""
 
-    def __init__(self, delay: float = 0.0, gate: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, gate: asyncio.Event | None = None, row_delay: float = 0.0
+    ) -> None:
         self.batches: list[list[bytes]] = []
         self.delay = delay
         self.gate = gate
+        self.row_delay = row_delay  # a cost per row, as a real model has
 
     async def __call__(
         self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
@@ -36,8 +39,8 @@ class RecordingModel:
         self.batches.append(texts)
         if self.gate is not None:
             await self.gate.wait()
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.delay or self.row_delay:
+            await asyncio.sleep(self.delay + self.row_delay * len(texts))
         lengths = np.array([len(t) for t in texts], dtype=np.int64)
         return {"length": lengths, "echo": np.array(texts, dtype=object)}, 0.0
 
@@ -183,6 +186,45 @@ def test_deadline_passed_while_queued_is_answered_without_running() -> None:
         await asyncio.sleep(0.01)
         assert all(b"late" not in batch for batch in model.batches)
         assert b.queued_requests == 0
+
+    run(main())
+
+
+def test_request_that_cannot_meet_its_deadline_is_refused_at_once() -> None:
+    async def main() -> None:
+        model = RecordingModel(row_delay=0.02)  # 20 ms per row, batches of up to 8
+        b = Batcher(run=model, settings=settings(slots=1), metrics=ServingMetrics())
+        await submit(b, [b"measure"] * 8)  # one batch teaches the batcher the cost per row
+        backlog = [asyncio.ensure_future(submit(b, [b"queued %d" % i])) for i in range(40)]
+        await asyncio.sleep(0.01)  # ~40 rows ahead = ~0.8 s of work
+        assert 0.6 < b.estimated_wait() < 1.0, b.estimated_wait()
+        started = time.monotonic()
+        with pytest.raises(ServingError) as err:
+            await submit(b, [b"hurried"], deadline_s=0.3)
+        assert time.monotonic() - started < 0.05  # answered at once, not after the wait
+        assert err.value.code is Code.RESOURCE_EXHAUSTED
+        assert "deadline" in err.value.message and "back off" in err.value.message
+        patient = await submit(b, [b"patient"], deadline_s=5.0)
+        assert list(patient["echo"]) == [b"patient"]
+        assert all(
+            list(r["echo"]) == [b"queued %d" % i]
+            for i, r in enumerate(await asyncio.gather(*backlog))
+        )
+        assert all(b"hurried" not in batch for batch in model.batches)  # never ran
+        assert b.queued_requests == 0 and b.estimated_wait() == 0.0
+
+    run(main())
+
+
+def test_before_any_batch_has_run_only_the_fixed_bounds_apply() -> None:
+    async def main() -> None:
+        model = RecordingModel(row_delay=0.02)
+        b = Batcher(run=model, settings=settings(slots=1), metrics=ServingMetrics())
+        assert b.estimated_wait() == 0.0
+        answers = await asyncio.gather(
+            *(submit(b, [b"x%d" % i], deadline_s=5.0) for i in range(20))
+        )
+        assert [list(a["echo"]) for a in answers] == [[b"x%d" % i] for i in range(20)]
 
     run(main())
 

@@ -115,7 +115,7 @@ def test_unknown_version_or_label_is_not_found(
     assert served_version(channel) == 2  # still serving
 
 
-def test_unknown_model_and_signature_are_not_found(
+def test_unknown_model_is_not_found_and_unknown_signature_failed_precondition(
     server: ServerProcess, channel: grpc.Channel
 ) -> None:
     with pytest.raises(grpc.RpcError) as err:
@@ -123,7 +123,7 @@ def test_unknown_model_and_signature_are_not_found(
     assert err.value.code() is grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as err:
         predict(channel, MODEL, {"text": texts("x")}, signature="no_such_signature")
-    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION  # as TF Serving answers
     assert "no_such_signature" in (err.value.details() or "")
     assert served_version(channel) == 2
 
