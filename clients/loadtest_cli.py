@@ -1,7 +1,8 @@
 """``textserve-loadtest``: parse flags, run :func:`clients.loadtest.run_load_test`, write outputs.
 
 Exit status: 0 when every response matched its reference and every request was accounted
-for (explicit overload errors are fine), 1 otherwise, 2 for bad arguments.
+for (explicit overload errors are fine), 1 otherwise, 2 for bad arguments or a missing
+``loadtest`` extra (rich, matplotlib: ``pip install 'textserve[loadtest]'``).
 
 Example::
 
@@ -15,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-
 from clients.loadtest import TARGETS, LoadTestConfig, run_load_test
-from clients.loadtest_report import ProgressDisplay, summary_table, write_chart, write_json
 from clients.loadtest_workload import Workload
 from clients.tls_config import TlsConfig
 from models import contract
@@ -122,8 +121,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# The harness's display and charts: the ``loadtest`` extra, not part of the light ``client`` one.
+LOADTEST_EXTRA_MODULES = ("rich", "matplotlib")
+MISSING_EXTRA_HINT = "pip install 'textserve[loadtest]'"
+
+
+def missing_loadtest_modules() -> list[str]:
+    """The modules of the ``loadtest`` extra that cannot be imported here."""
+    return [name for name in LOADTEST_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    missing = missing_loadtest_modules()
+    if missing:
+        sys.stderr.write(
+            f"textserve-loadtest needs the 'loadtest' extra ({', '.join(missing)} not "
+            f"installed): {MISSING_EXTRA_HINT}\n"
+        )
+        return 2
+    # Only now: without the extra these imports would fail with a bare ModuleNotFoundError.
+    from rich.console import Console
+
+    from clients.loadtest_report import ProgressDisplay, summary_table, write_chart, write_json
+
     console = Console(stderr=True)
     columns = tuple(c for c in args.csv_column.split(",") if c)
     try:

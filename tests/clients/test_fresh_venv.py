@@ -1,14 +1,16 @@
 """A fresh virtual environment with only the ``client`` extra: installs, has no TensorFlow,
-embeds against the real server, and runs the load-test CLI.
+embeds against the real server over gRPC and REST, and ``textserve-loadtest`` there says
+which extra it needs.
 
-Opt-in (``TEXTSERVE_VENV_TEST=1``): pip downloads about 60 MB of wheels (numpy, grpcio,
-matplotlib...) from the package index, which took 2.5 min on the busy 2-core development
-machine -- above the ~90 s this suite allows for one test. Measured figures are in the README.
+Runs by default: with the load-test dependencies in their own ``loadtest`` extra, the light
+install (numpy, protobuf, grpcio, httpx) took well under a minute on the busy 2-core
+development machine (README, "Clients"). The time is printed (``pytest -s`` or ``-rP``
+shows it), never asserted: a benchmark figure, not a pass/fail criterion. The harness itself
+is tested with the full environment in ``test_loadtest.py``.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -21,13 +23,7 @@ from tests.support.server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.environ.get("TEXTSERVE_VENV_TEST") != "1",
-        reason="downloads ~60 MB from the package index; set TEXTSERVE_VENV_TEST=1 to run",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_client_extra_alone_embeds_against_the_server(
@@ -40,11 +36,10 @@ def test_client_extra_alone_embeds_against_the_server(
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", f"{REPO}[client]"],
         check=True,
-        timeout=900,
+        timeout=600,
         cwd=tmp_path,  # not the repository: the installed package must be what is imported
     )
-    install_s = time.monotonic() - started
-    sys.stderr.write(f"fresh venv with textserve[client]: {install_s:.1f} s\n")
+    print(f"fresh venv + pip install textserve[client]: {time.monotonic() - started:.1f} s")
     code = (
         "import importlib.util, sys\n"
         "from clients import GrpcClient, RestClient\n"
@@ -53,7 +48,9 @@ def test_client_extra_alone_embeds_against_the_server(
         f"with RestClient({minilm_server.rest_url!r}, model_name={MODEL!r}) as c:\n"
         "    r = c.embed(['light client'])\n"
         "assert g.shape == (1, 384) and abs(g - r).max() < 1e-6, (g.shape, abs(g - r).max())\n"
-        "assert importlib.util.find_spec('tensorflow') is None, 'tensorflow is installed'\n"
+        "heavy = ('tensorflow', 'rich', 'matplotlib')\n"
+        "found = [m for m in heavy if importlib.util.find_spec(m) is not None]\n"
+        "assert not found, f'installed in the light venv: {found}'\n"
         "assert 'tensorflow' not in sys.modules\n"
         "import clients; print(clients.__file__)\n"
     )
@@ -65,25 +62,16 @@ def test_client_extra_alone_embeds_against_the_server(
     cli = subprocess.run(
         [
             str(venv / "bin" / "textserve-loadtest"),
-            "--target",
-            "grpc",
             "--address",
             minilm_server.grpc_target,
-            "--model-name",
-            MODEL,
             "--synthetic",
             "8",
-            "--concurrency",
-            "1",
-            "--warmup",
-            "0",
-            "--duration",
-            "0.3",
-            "--no-progress",
         ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=120,
     )
-    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert "pip install 'textserve[loadtest]'" in cli.stderr
+    assert "Traceback" not in cli.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,30 @@ def test_workload_sources(tmp_path: Path, stsb_dir: Path) -> None:
         Workload.synthetic(5, length_dist="zipf:2")
     assert synthetic.request_texts(0, 3) == list(synthetic.texts[:3])
     assert synthetic.request_texts(500 // 3 + 1, 3)[0] == synthetic.texts[(500 // 3 + 1) * 3 % 500]
+
+
+def test_cli_without_the_loadtest_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """The installed ``textserve-loadtest`` script in an environment without rich and
+    matplotlib (the light ``client`` extra): one clear line, exit 2, no traceback. A
+    ``sitecustomize`` marks both as not installed (``sys.modules[name] = None``, Python's own
+    way to make an import fail) instead of uninstalling them from the shared venv."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['rich'] = None\nsys.modules['matplotlib'] = None\n"
+    )
+    script = Path(sys.executable).parent / "textserve-loadtest"
+    result = subprocess.run(
+        [str(script), "--address", "localhost:1", "--synthetic", "4"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(hide)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "textserve-loadtest needs the 'loadtest' extra (rich, matplotlib not installed): "
+        "pip install 'textserve[loadtest]'"
+    ]
