@@ -787,6 +787,21 @@ def parse_json(content: bytes) -> Any:
         raise TextServeError("DATA_LOSS", f"response is not JSON: {content[:200]!r}") from exc
 
 
+# --- Predict call (the arguments of predict, shared by the four clients) ---------------------
+@dataclasses.dataclass(frozen=True)
+class PredictCall:
+    """What one ``predict`` asks for; each protocol turns it into its own request."""
+
+    inputs: Mapping[str, Any]
+    signature_name: str
+    version: int | None = None
+    version_label: str | None = None
+    output_filter: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_version_choice(self.version, self.version_label)
+
+
 # --- Embedding plan (chunking shared by the four clients) ---------------------------------
 @dataclasses.dataclass(frozen=True)
 class EmbedChunk:

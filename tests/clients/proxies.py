@@ -14,6 +14,7 @@ import datetime
 import ipaddress
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -145,16 +146,25 @@ class _Faults:
         self.calls: collections.Counter[str] = collections.Counter()
         self._fail_remaining = 0
         self._fail_code = "UNAVAILABLE"
+        self._delay_remaining = 0
+        self._delay_s = 0.0
         self._lock = threading.Lock()
 
     def fail_next(self, count: int, code: str = "UNAVAILABLE") -> None:
         with self._lock:
             self._fail_remaining, self._fail_code = count, code
 
+    def delay_next(self, count: int, seconds: float) -> None:
+        """Hold the next ``count`` calls for ``seconds`` before forwarding: a slow server whose
+        lateness the server itself cannot foresee (it would refuse at admission instead)."""
+        with self._lock:
+            self._delay_remaining, self._delay_s = count, seconds
+
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
             self._fail_remaining = 0
+            self._delay_remaining = 0
 
     def admit(self, method: str, authorization: str | None) -> str | None:
         """Count the call; return the status name to answer with instead of forwarding."""
@@ -165,6 +175,9 @@ class _Faults:
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1
                 return self._fail_code
+            delay = self._delay_s if self._delay_remaining > 0 else 0.0
+            self._delay_remaining = max(0, self._delay_remaining - 1)
+        time.sleep(delay)
         return None
 
 

@@ -123,7 +123,7 @@ def test_overload_retry_is_a_policy_choice(kind: str, proxies: tuple[GrpcProxy, 
 def test_invalid_argument_and_deadline_are_never_retried(
     kind: str, proxies: tuple[GrpcProxy, RestProxy]
 ) -> None:
-    client = _client(kind, proxies, retry=FAST_RETRY, chunk_size=256)
+    client = _client(kind, proxies, retry=FAST_RETRY)
     try:
         client.model_metadata()  # type: ignore[attr-defined]  # REST caches the dtypes first
         _reset(proxies)
@@ -131,9 +131,12 @@ def test_invalid_argument_and_deadline_are_never_retried(
             client.predict({"no_such_input": ["x"]})  # type: ignore[attr-defined]
         assert _calls(kind, proxies) == 1
         _reset(proxies)
+        for proxy in proxies:
+            proxy.delay_next(1, 1.0)
         with pytest.raises(TextServeError) as late:
-            # One request of 256 texts: about a second of work, a 0.25 s deadline.
-            client.embed(["slow words " * 10] * 256, timeout_s=0.25)  # type: ignore[attr-defined]
+            # The proxy holds the call past its 0.25 s deadline. (A slow request sent to the
+            # server directly is refused at admission with RESOURCE_EXHAUSTED instead.)
+            client.embed(["slow words"], timeout_s=0.25)  # type: ignore[attr-defined]
         assert late.value.code == "DEADLINE_EXCEEDED"
         assert _calls(kind, proxies) == 1
     finally:

@@ -1,0 +1,132 @@
+"""The gRPC clients' one implementation: constructor, method bodies and error boundary, shared
+by :class:`~clients.GrpcClient` (``grpc`` channel) and :class:`~clients.AsyncGrpcClient`
+(``grpc.aio`` channel)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+import numpy as np
+import numpy.typing as npt
+
+from clients import _core as core
+from clients._base_client import BaseClient
+from clients.protos import serving_apis_pb2 as apis
+from clients.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
+from clients.tls_config import TlsConfig
+
+
+class BaseGrpcClient(BaseClient):
+    """Calls a model over gRPC; works against TF Serving and textserve-server alike.
+
+    ``target`` is ``"host:port"``, a ``"dns:///name:port"`` target (every address the name
+    resolves to is used, round robin), an ``"ipv4:a:p,b:q"`` list, or a list of IP:port.
+    Every call has a deadline (``timeout_s``); UNAVAILABLE (and RESOURCE_EXHAUSTED, see
+    :class:`RetryPolicy`) are retried by gRPC itself per the channel's service config.
+    """
+
+    channel_module: Any  # grpc or grpc.aio: the two have the same channel constructors
+
+    def __init__(
+        self,
+        target: str | Sequence[str],
+        *,
+        model_name: str,
+        timeout_s: float = core.DEFAULT_TIMEOUT_S,
+        chunk_size: int = core.DEFAULT_CHUNK_SIZE,
+        max_concurrency: int = core.DEFAULT_MAX_CONCURRENCY,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        tls: TlsConfig | None = None,
+        bearer_token: str | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        super().__init__(
+            core.ClientSettings(
+                model_name=model_name,
+                timeout_s=timeout_s,
+                chunk_size=chunk_size,
+                max_concurrency=max_concurrency,
+                retry=retry,
+                tls=tls,
+                bearer_token=bearer_token,
+            )
+        )
+        options = core.grpc_channel_options(self.settings, channel_options)
+        address = core.grpc_target(target)
+        if tls is None:
+            self._channel = self.channel_module.insecure_channel(address, options=options)
+        else:
+            root, key, chain = tls.grpc_credential_parts()
+            credentials = grpc.ssl_channel_credentials(root, key, chain)
+            self._channel = self.channel_module.secure_channel(
+                address, credentials, options=options
+            )
+        self._metadata = self.settings.auth_metadata()
+        self._predict_rpc = self._channel.unary_unary(
+            core.PREDICT_METHOD,
+            request_serializer=apis.PredictRequest.SerializeToString,
+            response_deserializer=apis.PredictResponse.FromString,
+        )
+        self._metadata_rpc = self._channel.unary_unary(
+            core.GET_MODEL_METADATA_METHOD,
+            request_serializer=apis.GetModelMetadataRequest.SerializeToString,
+            response_deserializer=apis.GetModelMetadataResponse.FromString,
+        )
+        self._status_rpc = self._channel.unary_unary(
+            core.GET_MODEL_STATUS_METHOD,
+            request_serializer=apis.GetModelStatusRequest.SerializeToString,
+            response_deserializer=apis.GetModelStatusResponse.FromString,
+        )
+
+    # --- the one transport boundary -----------------------------------------------------
+    async def _call(self, method: Any, request: Any, timeout_s: float | None) -> Any:
+        try:
+            return await self._io.settle(
+                method(
+                    request, timeout=timeout_s or self.settings.timeout_s, metadata=self._metadata
+                )
+            )
+        except grpc.RpcError as exc:  # grpc.aio.AioRpcError is one too
+            raise core.error_from_grpc(exc.code().name, exc.details()) from exc
+
+    async def _close_transport(self) -> None:
+        await self._io.settle(self._channel.close())
+
+    # --- the protocol's part of the shared method bodies -------------------------------------
+    async def _send_predict(
+        self, call: core.PredictCall, timeout_s: float | None
+    ) -> dict[str, npt.NDArray[Any]]:
+        request = core.build_predict_request(
+            self.settings.model_name,
+            call.inputs,
+            signature_name=call.signature_name,
+            version=call.version,
+            version_label=call.version_label,
+            output_filter=call.output_filter,
+        )
+        return core.parse_predict_response(await self._call(self._predict_rpc, request, timeout_s))
+
+    async def _embed_chunk(
+        self, plan: core.EmbedPlan, chunk: core.EmbedChunk, timeout_s: float | None
+    ) -> npt.NDArray[np.float32]:
+        response = await self._call(self._predict_rpc, plan.grpc_request(chunk), timeout_s)
+        return core.embedding_rows(core.parse_predict_response(response), len(chunk.texts))
+
+    async def _fetch_status(
+        self, version: int | None, version_label: str | None, timeout_s: float | None
+    ) -> list[core.ModelVersionStatus]:
+        request = core.build_status_request(
+            self.settings.model_name, version=version, version_label=version_label
+        )
+        return core.parse_status_response(await self._call(self._status_rpc, request, timeout_s))
+
+    async def _fetch_metadata(
+        self, version: int | None, version_label: str | None, timeout_s: float | None
+    ) -> core.ModelMetadata:
+        request = core.build_metadata_request(
+            self.settings.model_name, version=version, version_label=version_label
+        )
+        response = await self._call(self._metadata_rpc, request, timeout_s)
+        return core.parse_metadata_response(response)
