@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 from models import contract
 
@@ -70,9 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--length-buckets",
         metavar="N,N,...",
-        help="padded lengths the graph runs at (default 16,24,32,48,64,96,128,192,256,384 below "
-        "--max-seq-length, then it); fewer buckets waste more padding, more mean more shapes "
-        "to warm up",
+        help="pad each batch to the smallest of these lengths that fits, instead of to its "
+        "longest row (the default without --jit-compile: fastest on CPU). 'default' means "
+        "16,24,32,48,64,96,128,192,256,384 below --max-seq-length, then it (the default with "
+        "--jit-compile). Buckets bound the shapes XLA compiles (also for TF Serving's "
+        "--tf_xla_auto_jit on GPU) but cost padding work: ~30%% fewer sentences/s on CPU",
     )
     parser.add_argument(
         "--jit-compile",
@@ -104,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    buckets = None
-    if args.length_buckets:
+    buckets: list[int] | Literal["default"] | None = None
+    if args.length_buckets == "default":
+        buckets = "default"
+    elif args.length_buckets:
         try:
             buckets = [int(size) for size in args.length_buckets.split(",") if size.strip()]
         except ValueError:
@@ -140,10 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if report.verified
         else "NOT verified (--no-verify)"
     )
+    padding = (
+        f"buckets {list(report.length_buckets)}"
+        if report.length_buckets
+        else "padded to each batch's longest row"
+    )
     print(
         f"exported {report.task} model to {report.output} "
         f"({report.weights_loaded} weights, max_seq_length {report.max_seq_length}, "
-        f"buckets {list(report.length_buckets)}, {verified}, {report.seconds:.0f} s)"
+        f"{padding}, {verified}, {report.seconds:.0f} s)"
     )
     return 0
 

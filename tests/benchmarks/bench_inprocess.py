@@ -5,8 +5,10 @@ All on stsb-en-test (2,758 sentences), in one run, on this machine:
     python tests/benchmarks/bench_inprocess.py            # exports the bundled model first
     python tests/benchmarks/bench_inprocess.py --model exported/minilm/1
 
-Prints sentences/s for the SavedModel (unsorted and length-sorted, batch 1/8/32/64, plus an
-XLA ``jit_compile`` export), sentence-transformers (batch 32), ONNX Runtime (length-sorted
+Prints sentences/s for the SavedModel (unsorted and length-sorted, batch 1/8/32/64; the default
+export pads each batch to its longest row), the same model exported with the default length
+buckets (batch 32, interleaved with the default export so both see the same load), an XLA
+``jit_compile`` export, sentence-transformers (batch 32), ONNX Runtime (length-sorted
 batches of 32), the SavedModel's batch-1 latency, Spearman x100 of each, and the ratio to the
 arithmetic limit (measured matmul peak / FLOPs per sentence from the real token counts).
 Not a test: numbers vary with the machine and its load.
@@ -122,6 +124,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="an exported version dir (default: export)")
     parser.add_argument("--skip-jit", action="store_true", help="no jit_compile export")
+    parser.add_argument(
+        "--skip-buckets", action="store_true", help="no export with the default length buckets"
+    )
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -157,6 +162,37 @@ def main() -> None:
             label = f"SavedModel batch {batch}" + ("" if batch == 1 else f", {name}")
             rows.append((label, rate, _spearman(out, gold)))
             print(f"{label}: {rate:.0f}/s", file=sys.stderr)
+
+    if not args.skip_buckets:
+        bucket_dir = workdir / "minilm-buckets" / "1"
+        export_model(
+            checkpoint=None,
+            output=bucket_dir,
+            verify=False,
+            length_buckets="default",
+            progress=False,
+        )
+        bucket_serve = tf.saved_model.load(str(bucket_dir)).signatures["serving_default"]
+
+        def bucketed(batch: list[str]) -> np.ndarray:
+            return bucket_serve(text=tf.constant(batch))["embedding"].numpy()
+
+        # Interleaved with the default export, 3 rounds each, medians: the machine is shared.
+        for name, order in (("unsorted", unsorted), ("length-sorted", by_length)):
+            rates: dict[str, list[float]] = {"longest": [], "buckets": []}
+            outs: dict[str, np.ndarray] = {}
+            for _ in range(3):
+                for padding, encode in (("buckets", bucketed), ("longest", ours)):
+                    rate, outs[padding] = _run(encode, texts, 32, order=order)
+                    rates[padding].append(rate)
+            for padding, label in (
+                ("longest", "padded to the longest row (default)"),
+                ("buckets", "padded to default length buckets"),
+            ):
+                rate = float(np.median(rates[padding]))
+                label = f"SavedModel batch 32, {name}, {label}, median of 3"
+                rows.append((label, rate, _spearman(outs[padding], gold)))
+                print(f"{rows[-1][0]}: {rate:.0f}/s", file=sys.stderr)
 
     latencies = []
     for text in texts[:500]:

@@ -249,6 +249,22 @@ def test_bucket_is_the_smallest_that_holds_the_longest_row(
     assert empty[contract.INPUT_WORD_IDS].shape == (0, 16)
 
 
+def test_pad_to_longest_pads_to_the_longest_row(tables: ReferenceTables) -> None:
+    tokenizer = BertTextTokenizer(tables, max_seq_length=64, pad_to_longest=True)
+    assert tokenizer.length_buckets == ()
+
+    def ids(*texts: str) -> np.ndarray:
+        return tokenizer(tf.constant(list(texts), tf.string))[contract.INPUT_WORD_IDS].numpy()
+
+    assert ids("a").shape == (1, 3)
+    assert ids("a b c", "a").shape == (2, 5)
+    assert ids("a b c", "a")[1].tolist() == [101, 1037, 102, 0, 0]
+    assert ids(" ".join(["a"] * 600), "").shape == (2, 64)
+    assert ids().shape == (0, 0)
+    with pytest.raises(ValueError, match="exclude each other"):
+        BertTextTokenizer(tables, max_seq_length=64, pad_to_longest=True, length_buckets=[16])
+
+
 def test_length_buckets_are_validated(tables: ReferenceTables) -> None:
     assert BertTextTokenizer(tables, max_seq_length=100).length_buckets == (16, 32, 64, 100)
     assert BertTextTokenizer(tables, max_seq_length=10).length_buckets == (10,)
