@@ -373,12 +373,14 @@ class LoadTest:
                     phase.mismatch_examples.append(f"{text[:60]!r}: max |diff| {err:.3g}")
         return bad
 
-    async def _settle(self, tasks: set[asyncio.Task[None]]) -> None:
-        """Wait for in-flight requests (each is bounded by its own deadline); anything still
-        running after that is cancelled and stays unaccounted."""
+    async def _settle(self, tasks: set[asyncio.Task[None]], last_send: float) -> None:
+        """Wait for in-flight requests (each is bounded by its own deadline, and none is sent
+        after ``last_send``); anything still running after that is cancelled and stays
+        unaccounted."""
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=self.config.timeout_s + 10.0)
+        grace = max(0.0, last_send - time.monotonic()) + self.config.timeout_s + 10.0
+        _, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()
 
@@ -415,7 +417,7 @@ class LoadTest:
         ticker = self._ticker(f"closed loop, concurrency {concurrency}", phase, measure[1])
         try:
             workers = {asyncio.ensure_future(worker()) for _ in range(concurrency)}
-            await self._settle(workers)
+            await self._settle(workers, measure[1])
         finally:
             ticker.cancel()
         return phase
@@ -446,7 +448,7 @@ class LoadTest:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 index += 1
-            await self._settle(set(tasks))
+            await self._settle(set(tasks), measure[1])
         finally:
             ticker.cancel()
         return phase

@@ -59,6 +59,12 @@ def _bucket(length: int) -> int:
 
 # Weight of the newest batch in the running cost-per-row estimate: ~10 batches of memory.
 _COST_SMOOTHING = 0.2
+# Estimates are of a noisy machine: admit a request, or grow a batch, only when the estimated
+# time fits its deadline this many times over (the cost of the margin: at saturation requests
+# are refused when the estimated wait reaches 1/_HEADROOM of their deadline).
+_HEADROOM = 1.5
+# Waits shorter than this are mostly timer noise: they do not calibrate the estimate.
+_MIN_CALIBRATION_WAIT = 0.05
 
 
 def estimated_tokens(length_bytes: int) -> int:
@@ -75,6 +81,7 @@ class _Item:
     enqueued: float
     future: asyncio.Future[dict[str, np.ndarray]]
     solo: bool  # never merged with others (signature without a batch dimension, or batching off)
+    predicted_wait: float = 0.0  # seconds, the raw estimate at admission
     cancelled: bool = False
 
 
@@ -104,6 +111,9 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._row_seconds: dict[tuple[str, int], float] = {}  # model key -> seconds per row
+        # Measured queue wait / estimated queue wait: what the row costs miss (gaps between
+        # batches, a busy event loop, length grouping letting short texts overtake long ones).
+        self._wait_scale = 1.0
         self._running_rows: dict[tuple[str, int], int] = collections.defaultdict(int)
 
     @property
@@ -170,15 +180,16 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        finish = self.estimated_wait() + rows * self._row_seconds.get(key, 0.0)
-        if now + finish > deadline:
+        raw_wait = self._raw_wait()
+        finish = raw_wait * self._wait_scale + rows * self._row_seconds.get(key, 0.0)
+        if now + finish * _HEADROOM > deadline:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
-                f"the server is overloaded: the work queued ahead of this request needs about "
-                f"{finish * 1e3:.0f} ms, more than its deadline leaves "
+                f"the server is overloaded: this request would be answered in about "
+                f"{finish * 1e3:.0f} ms, too close to or beyond its deadline "
                 f"({max(0.0, deadline - now) * 1e3:.0f} ms); back off and retry",
             )
-        item = _Item(inputs, rows, text_length, deadline, now, loop.create_future(), solo)
+        item = _Item(inputs, rows, text_length, deadline, now, loop.create_future(), solo, raw_wait)
         self._queues.setdefault(qkey, collections.deque()).append(item)
         self._queued_rows[qkey] += rows
         self._queued_requests += 1
@@ -196,9 +207,13 @@ class Batcher:
 
     def estimated_wait(self) -> float:
         """Seconds until a newly queued request would start: the queued and running rows of
-        every model at its measured cost per row, shared over the slots. 0 before any batch has
-        run (nothing measured yet: only the fixed queue bounds apply).
+        every model at its measured cost per row, shared over the slots, times the measured
+        ratio of actual to estimated waits. 0 before any batch has run (nothing measured yet:
+        only the fixed queue bounds apply).
         """
+        return self._raw_wait() * self._wait_scale
+
+    def _raw_wait(self) -> float:
         work = sum(
             self._queued_rows[qkey] * self._row_seconds.get(qkey[0], 0.0) for qkey in self._queues
         )
@@ -294,6 +309,11 @@ class Batcher:
         else:
             budget = self._s.max_batch_size
             chosen, used = [], 0
+            # A batch must end before the earliest deadline among its rows: under load that
+            # caps batches well below max_batch_size (TF Serving's default is 1000 rows, ~10 s
+            # on 2 CPU cores), so an admitted request is not sunk by the rows it is batched with.
+            row_s = self._row_seconds.get(qkey[0], 0.0)
+            end_by = head.deadline
             if self._s.length_grouping:
                 b0 = _bucket(head.length)
                 # same bucket first (FIFO), then shorter buckets, longest of those first
@@ -306,9 +326,13 @@ class Batcher:
             for it in order:
                 if it.solo:
                     continue
-                if used + it.rows <= budget:
+                fits_deadlines = not chosen or now + (used + it.rows) * row_s * _HEADROOM <= min(
+                    end_by, it.deadline
+                )
+                if used + it.rows <= budget and fits_deadlines:
                     chosen.append(it)
                     used += it.rows
+                    end_by = min(end_by, it.deadline)
                 if used >= budget:
                     break
         for it in chosen:
@@ -322,7 +346,11 @@ class Batcher:
         started = time.monotonic()
         try:
             for it in items:
-                self._metrics.queue_wait.labels(model).observe(started - it.enqueued)
+                waited = started - it.enqueued
+                self._metrics.queue_wait.labels(model).observe(waited)
+                if it.predicted_wait >= _MIN_CALIBRATION_WAIT:
+                    ratio = min(max(waited / it.predicted_wait, 0.5), 5.0)
+                    self._wait_scale += _COST_SMOOTHING * (ratio - self._wait_scale)
             rows = sum(it.rows for it in items)
             if len(items) == 1:
                 inputs = items[0].inputs

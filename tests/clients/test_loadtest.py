@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from clients import _core as core
-from clients.loadtest import OVERLOAD_CODES, LoadTestConfig, run_load_test
+from clients.loadtest import OVERLOAD_CODES, LoadTest, LoadTestConfig, run_load_test
 from clients.loadtest_workload import Workload
 from clients.protos import serving_apis_pb2 as apis
 from models import contract
@@ -221,3 +221,28 @@ def test_cli_without_the_loadtest_extra_says_how_to_install_it(tmp_path: Path) -
         "textserve-loadtest needs the 'loadtest' extra (rich, matplotlib not installed): "
         "pip install 'textserve[loadtest]'"
     ]
+
+
+def test_closed_loop_longer_than_the_request_deadline_accounts_for_every_request() -> None:
+    # A level may last far longer than one request's deadline: the in-flight requests must
+    # be waited for from the end of the level, not from its start.
+    config = LoadTestConfig(
+        target="grpc",
+        address="unused:1",
+        model_name=MODEL,
+        concurrency=(4,),
+        warmup_s=0.0,
+        duration_s=10.6,
+        timeout_s=0.2,
+        progress=False,
+    )
+    load = LoadTest(config, Workload.synthetic(16))
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        await asyncio.sleep(0.15)
+        return np.zeros((len(texts), 2), np.float32)
+
+    load.reference = {t: np.zeros(2, np.float32) for t in load.workload.unique_texts()}
+    phase = asyncio.run(load._closed_loop(embed, 4))
+    assert phase.sent > 200 and phase.unaccounted == 0, (phase.sent, phase.unaccounted)
+    assert phase.ok == phase.sent

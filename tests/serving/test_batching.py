@@ -216,6 +216,35 @@ def test_request_that_cannot_meet_its_deadline_is_refused_at_once() -> None:
     run(main())
 
 
+def test_a_batch_is_capped_so_it_ends_before_its_earliest_deadline() -> None:
+    async def main() -> None:
+        model = RecordingModel(row_delay=0.02)
+        b = Batcher(
+            run=model, settings=settings(slots=1, max_batch_size=100), metrics=ServingMetrics()
+        )
+        await submit(b, [b"measure"] * 8)  # 20 ms per row
+        model.gate = asyncio.Event()
+        blocker = asyncio.ensure_future(submit(b, [b"blocker"]))
+        await asyncio.sleep(0.01)
+        hurried = asyncio.ensure_future(submit(b, [b"hurried"], deadline_s=0.8))
+        patient = [
+            asyncio.ensure_future(submit(b, [b"p%d" % i], deadline_s=10.0)) for i in range(30)
+        ]
+        await asyncio.sleep(0.5)  # the running batch takes far longer than estimated
+        model.gate.set()
+        # 31 rows x 20 ms would end after "hurried"'s deadline: its batch is cut short instead.
+        assert list((await hurried)["echo"]) == [b"hurried"]
+        await blocker
+        assert [list(r["echo"]) for r in await asyncio.gather(*patient)] == [
+            [b"p%d" % i] for i in range(30)
+        ]
+        first = model.batches[2]
+        assert first[0] == b"hurried" and len(first) <= 12, first
+        assert sum(len(batch) for batch in model.batches[2:]) == 31
+
+    run(main())
+
+
 def test_before_any_batch_has_run_only_the_fixed_bounds_apply() -> None:
     async def main() -> None:
         model = RecordingModel(row_delay=0.02)
