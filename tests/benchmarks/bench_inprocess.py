@@ -95,8 +95,22 @@ def _onnx_runner(checkpoint: Path, workdir: Path) -> Callable[[list[str]], np.nd
     path = workdir / "minilm.onnx"
     sample = tokenizer(["hello world"], return_tensors="pt")
     axes = {0: "batch", 1: "seq"}
+
+    class _Hidden(torch.nn.Module):  # keyword call: transformers 5 reorders positional args
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = model
+
+        def forward(
+            self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor
+        ) -> torch.Tensor:
+            out = self.bert(
+                input_ids=ids, attention_mask=mask, token_type_ids=types, use_cache=False
+            )
+            return out.last_hidden_state
+
     torch.onnx.export(
-        model,
+        _Hidden(),
         (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
         str(path),
         input_names=["input_ids", "attention_mask", "token_type_ids"],

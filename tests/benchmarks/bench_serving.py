@@ -38,7 +38,7 @@ CONCURRENCY = (1, 8, 32, 128)
 def load_sentences() -> list[str]:
     path = (REPO / "../shared/data/stsb/stsb-en-test.csv").resolve()
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))[1:]
+        rows = list(csv.reader(fh))  # sentence1,sentence2,score; no header row
     return [r[0] for r in rows] + [r[1] for r in rows]
 
 

@@ -196,8 +196,8 @@ def test_request_that_cannot_meet_its_deadline_is_refused_at_once() -> None:
         b = Batcher(run=model, settings=settings(slots=1), metrics=ServingMetrics())
         await submit(b, [b"measure"] * 8)  # one batch teaches the batcher the cost per row
         backlog = [asyncio.ensure_future(submit(b, [b"queued %d" % i])) for i in range(40)]
-        await asyncio.sleep(0.01)  # ~40 rows ahead = ~0.8 s of work
-        assert 0.6 < b.estimated_wait() < 1.0, b.estimated_wait()
+        await asyncio.sleep(0.01)  # ~40 rows ahead = ~0.8-1.1 s of work
+        assert 0.6 < b.estimated_wait() < 1.4, b.estimated_wait()  # longer texts cost more
         started = time.monotonic()
         with pytest.raises(ServingError) as err:
             await submit(b, [b"hurried"], deadline_s=0.3)
