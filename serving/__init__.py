@@ -1,1 +1,1 @@
-"""How a model is SERVED: config, model manager, batching, TF worker process, gRPC and REST fronts."""
+"""How a model is SERVED: config, model manager, batching, TF worker, gRPC and REST fronts."""

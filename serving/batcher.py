@@ -100,6 +100,7 @@ class BatcherSettings:
     allowed_batch_sizes: tuple[int, ...]
     max_queued_requests: int
     length_grouping: bool
+    max_batch_tokens: int = 0  # 0: rows only (max_batch_size)
 
 
 class Batcher:
@@ -325,6 +326,7 @@ class Batcher:
             # on 2 CPU cores), so an admitted request is not sunk by the rows it is batched with.
             token_s = self._token_seconds.get(qkey[0], 0.0)
             end_by, longest = head.deadline, head.length
+            token_cap = self._s.max_batch_tokens
             if self._s.length_grouping:
                 b0 = _bucket(head.length)
                 # same bucket first (FIFO), then shorter buckets, longest of those first
@@ -338,8 +340,10 @@ class Batcher:
                 if it.solo:
                     continue
                 cost = (used + it.rows) * estimated_tokens(max(longest, it.length)) * token_s
+                tokens = (used + it.rows) * estimated_tokens(max(longest, it.length))
                 fits_deadlines = not chosen or now + cost * _HEADROOM <= min(end_by, it.deadline)
-                if used + it.rows <= budget and fits_deadlines:
+                fits_tokens = not chosen or not token_cap or tokens <= token_cap
+                if used + it.rows <= budget and fits_deadlines and fits_tokens:
                     chosen.append(it)
                     used += it.rows
                     end_by, longest = min(end_by, it.deadline), max(longest, it.length)

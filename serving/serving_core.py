@@ -62,6 +62,7 @@ class ServingCore:
                 allowed_batch_sizes=b.allowed_batch_sizes,
                 max_queued_requests=config.limits.max_queued_requests,
                 length_grouping=config.length_grouping,
+                max_batch_tokens=config.max_batch_tokens,
             ),
             metrics=self.metrics,
         )

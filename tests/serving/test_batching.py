@@ -245,6 +245,35 @@ def test_a_batch_is_capped_so_it_ends_before_its_earliest_deadline() -> None:
     run(main())
 
 
+def test_max_batch_tokens_caps_batches_of_long_texts_not_of_short_ones() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        model = RecordingModel(gate=gate)
+        b = Batcher(
+            run=model,
+            settings=settings(slots=1, max_batch_size=100, max_batch_tokens=400),
+            metrics=ServingMetrics(),
+        )
+        blocker = asyncio.ensure_future(submit(b, [b"blocker"]))
+        await asyncio.sleep(0.01)
+        long_text = b"x" * 396  # ~101 estimated tokens: 3 rows fit in 400 padded tokens
+        short_text = b"y" * 36  # ~11 tokens: 36 rows fit
+        calls = [submit(b, [long_text]) for _ in range(7)] + [
+            submit(b, [short_text]) for _ in range(40)
+        ]
+        pending = asyncio.gather(*calls)
+        await asyncio.sleep(0.01)
+        gate.set()
+        await pending
+        await blocker
+        sizes = [(len(batch), len(batch[0])) for batch in model.batches[1:]]
+        assert all(n <= 3 for n, length in sizes if length == 396), sizes
+        assert max(n for n, length in sizes if length == 36) > 30, sizes  # short texts batch big
+        assert sum(n for n, _ in sizes) == 47
+
+    run(main())
+
+
 def test_before_any_batch_has_run_only_the_fixed_bounds_apply() -> None:
     async def main() -> None:
         model = RecordingModel(row_delay=0.02)
