@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before TensorFlow is imported (the fronts import it through tensorflow-serving-api).
+    # Inherited by the TF worker process, which is the only one that imports TensorFlow.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import asyncio
 

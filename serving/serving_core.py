@@ -40,8 +40,8 @@ class ServingCore:
 
         core = ServingCore(config)
         await core.start()
-        result = await core.predict(PredictCall(ModelRef("minilm"), "serving_default",
-                                                {"text": np.array([b"hello"], dtype=object)}))
+        inputs = TensorCodec().check_inputs({"text": np.array([b"hello"], dtype=object)})
+        result = await core.predict(PredictCall(ModelRef("minilm"), "serving_default", inputs))
         await core.stop()
     """
 
@@ -80,7 +80,7 @@ class ServingCore:
         """Spawn the worker and begin loading the configured models; returns at once.
 
         The worker imports TensorFlow and loads models while the caller starts the fronts
-        (which import TensorFlow too): on 2 cores that overlap halves the startup time.
+        (which do not import TensorFlow: their ports listen within about a second).
         """
         worker = self._new_worker()
         worker.spawn()
