@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from clients import _core as core
-from clients.loadtest import OVERLOAD_CODES, LoadTest, LoadTestConfig, run_load_test
+from clients.loadtest import (
+    OVERLOAD_CODES,
+    LoadTest,
+    LoadTestConfig,
+    PhaseResult,
+    RequestRecord,
+    run_load_test,
+)
 from clients.loadtest_workload import Workload
 from clients.protos import serving_apis_pb2 as apis
 from models import contract
@@ -246,3 +253,22 @@ def test_closed_loop_longer_than_the_request_deadline_accounts_for_every_request
     phase = asyncio.run(load._closed_loop(embed, 4))
     assert phase.sent > 200 and phase.unaccounted == 0, (phase.sent, phase.unaccounted)
     assert phase.ok == phase.sent
+
+
+def test_throughput_is_the_answer_rate_inside_the_level_not_one_latency_longer() -> None:
+    # A steady 10 answers/s, each request taking 9 s (128 callers against a slow server): the
+    # measured requests (due in [0, 10)) are answered in [9, 19), but the server answered 10/s
+    # throughout the level, which is the throughput.
+    phase = PhaseResult("closed", 128, 8, measure_start=0.0, measure_end=10.0)
+    for i in range(-100, 200):
+        done = i * 0.1
+        phase.records.append(RequestRecord(done - 9, done - 9, done, 0 <= done - 9 < 10, "OK"))
+    assert phase.figures()["ok_rps"] == pytest.approx(10.0, rel=0.02)
+    assert phase.figures()["texts_per_s"] == pytest.approx(80.0, rel=0.02)
+
+    # A level ended early by max_requests: the window ends at the last measured answer.
+    early = PhaseResult("closed", 1, 8, measure_start=0.0, measure_end=10.0)
+    for i in range(1, 31):
+        early.records.append(RequestRecord(i * 0.1 - 0.1, i * 0.1 - 0.1, i * 0.1, True, "OK"))
+    assert early.window_s == pytest.approx(3.0)
+    assert early.figures()["ok_rps"] == pytest.approx(10.0, rel=0.02)
