@@ -423,7 +423,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     o = p.add_argument_group("textserve options")
     o.add_argument("--host", default="0.0.0.0", help="Address both fronts bind.")
-    flag_bool("--length_grouping", True, "Group batches by text length so a batch pads little.")
+    flag_bool(
+        "--length_grouping",
+        True,
+        "Form batches of similar text length (least padded tokens plus per-batch cost).",
+    )
     o.add_argument(
         "--max_batch_tokens",
         type=int,

@@ -121,10 +121,19 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         for spec in METRICS:
-            extra = {} if spec.buckets is None else {"buckets": spec.buckets}
-            metric = spec.kind(
-                spec.name, spec.documentation, spec.labels, registry=self.registry, **extra
-            )
+            metric: Counter | Gauge | Histogram
+            if spec.buckets is None:
+                metric = spec.kind(
+                    spec.name, spec.documentation, spec.labels, registry=self.registry
+                )
+            else:
+                metric = Histogram(
+                    spec.name,
+                    spec.documentation,
+                    spec.labels,
+                    registry=self.registry,
+                    buckets=spec.buckets,
+                )
             setattr(self, spec.attribute, metric)
 
     def render(self) -> tuple[bytes, str]:

@@ -287,29 +287,72 @@ def test_before_any_batch_has_run_only_the_fixed_bounds_apply() -> None:
     run(main())
 
 
-def test_length_grouping_keeps_long_texts_out_of_short_batches() -> None:
-    async def main() -> None:
+def batched_while_busy(requests: list[bytes], max_batch_size: int) -> list[list[bytes]]:
+    """The batches ``requests`` (one text each, queued in this order while another batch runs)
+    are run in; checks that each caller got its own row."""
+
+    async def main() -> list[list[bytes]]:
         gate = asyncio.Event()
         model = RecordingModel(gate=gate)
         b = Batcher(
-            run=model, settings=settings(max_batch_size=8, slots=1), metrics=ServingMetrics()
+            run=model,
+            settings=settings(max_batch_size=max_batch_size, slots=1),
+            metrics=ServingMetrics(),
         )
         blocker = asyncio.ensure_future(submit(b, [b"block"]))
         await asyncio.sleep(0.01)
-        short = [b"s%d" % i for i in range(4)]
-        long = [b"L%d" % i + b"y" * 2000 for i in range(4)]
-        mixed = [x for pair in zip(short, long, strict=True) for x in pair]  # s, L, s, L ...
-        futures = [asyncio.ensure_future(submit(b, [t])) for t in mixed]
+        futures = []
+        for text in requests:
+            futures.append(asyncio.ensure_future(submit(b, [text])))
+            await asyncio.sleep(0)  # queued in this order
         await asyncio.sleep(0.01)
         gate.set()
-        await asyncio.gather(blocker, *futures)
-        batches = model.batches[1:]
-        # Everything fits in one batch of 8, but short and long texts were batched apart.
-        assert sorted(len(batch) for batch in batches) == [4, 4]
-        for batch in batches:
-            assert len({len(t) > 100 for t in batch}) == 1
+        answers = await asyncio.gather(blocker, *futures)
+        assert [list(a["echo"]) for a in answers[1:]] == [[t] for t in requests]
+        return model.batches[1:]
 
-    run(main())
+    return run(main())  # type: ignore[return-value]
+
+
+def test_length_grouping_keeps_long_texts_out_of_short_batches() -> None:
+    short = [b"s%d" % i for i in range(4)]
+    long = [b"L%d" % i + b"y" * 2000 for i in range(4)]
+    mixed = [x for pair in zip(short, long, strict=True) for x in pair]  # s, L, s, L ...
+    batches = batched_while_busy(mixed, max_batch_size=8)
+    # Everything fits in one batch of 8, but short and long texts were batched apart.
+    assert sorted(sorted(batch) for batch in batches) == [sorted(long), sorted(short)]
+
+
+@pytest.mark.parametrize(
+    ("short_bytes", "long_bytes", "together"),
+    [
+        # ~17 vs ~19 tokens: padding 16 rows by 2 tokens costs less than a second batch.
+        (60, 70, True),
+        # ~19 vs ~32 tokens: 16 rows padded by 13 tokens cost more than a second batch.
+        (70, 120, False),
+    ],
+)
+def test_length_grouping_weighs_padding_against_the_cost_of_another_batch(
+    short_bytes: int, long_bytes: int, together: bool
+) -> None:
+    # No fixed length boundaries: what decides is the estimated cost of the batches.
+    short = [b"s%02d" % i + b"x" * (short_bytes - 3) for i in range(16)]
+    long = [b"L%02d" % i + b"y" * (long_bytes - 3) for i in range(16)]
+    mixed = [x for pair in zip(short, long, strict=True) for x in pair]
+    batches = batched_while_busy(mixed, max_batch_size=32)
+    if together:
+        assert [len(batch) for batch in batches] == [32]
+    else:
+        assert sorted(sorted(batch) for batch in batches) == [sorted(long), sorted(short)]
+
+
+def test_length_grouping_runs_the_oldest_request_first_and_pads_no_one_to_it() -> None:
+    # A long request that arrived first runs in the very next batch, alone: the short ones
+    # behind it batch better without it.
+    long = b"L" * 3000
+    batches = batched_while_busy([long] + [b"s%d" % i for i in range(12)], max_batch_size=4)
+    assert batches[0] == [long]
+    assert all(len(batch) == 4 for batch in batches[1:])
 
 
 def test_allowed_batch_sizes_pad_with_real_rows_and_drop_their_outputs() -> None:
