@@ -181,6 +181,9 @@ def main() -> None:
     p.add_argument(
         "--max_batch_size", type=int, default=32, help="BatchingParameters.max_batch_size"
     )
+    p.add_argument(
+        "--num_batch_threads", type=int, default=1, help="BatchingParameters.num_batch_threads"
+    )
     args = p.parse_args()
 
     sentences = load_sentences()
@@ -216,7 +219,7 @@ def main() -> None:
         f"max_batch_size {{ value: {args.max_batch_size} }}\n"
         "batch_timeout_micros { value: 0 }\n"
         "max_enqueued_batches { value: 100 }\n"
-        "num_batch_threads { value: 1 }\n"
+        f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
     )
     server_args = [
         "--enable_batching",
