@@ -60,6 +60,8 @@ class ServableVersion:
 class _Model:
     config: ModelConfig
     versions: dict[int, ServableVersion] = dataclasses.field(default_factory=dict)
+    # The label map requests resolve through: the config's, once it passed the label check.
+    labels: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _fingerprint(path: str) -> tuple[float, int]:
@@ -90,7 +92,15 @@ def _versions_on_disk(base_path: str) -> dict[int, str]:
 class ModelManager:
     """Tracks models and versions; loads and unloads them through the worker callables."""
 
-    def __init__(self, *, load: LoadFn, unload: UnloadFn, metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        *,
+        load: LoadFn,
+        unload: UnloadFn,
+        metrics: ServingMetrics,
+        allow_labels_for_unavailable: bool = False,
+    ) -> None:
+        self._allow_labels_for_unavailable = allow_labels_for_unavailable
         self._load = load
         self._unload = unload
         self._metrics = metrics
@@ -100,7 +110,13 @@ class ModelManager:
     # --- configuration and polling --------------------------------------------------------
 
     async def apply_config(self, models: Sequence[ModelConfig]) -> None:
-        """Serve exactly these models (HandleReloadConfigRequest / config file reload)."""
+        """Serve exactly these models (HandleReloadConfigRequest / config file reload).
+
+        Versions are loaded first, then the labels are checked as TF Serving checks them: a
+        label may only point at an AVAILABLE version (with ``allow_labels_for_unavailable``,
+        a new or unchanged label may point at any). Otherwise FAILED_PRECONDITION with TF
+        Serving's message, and every model keeps its previous labels.
+        """
         async with self._lock:
             wanted = {m.name: m for m in models}
             for name in list(self._models):
@@ -113,7 +129,7 @@ class ModelManager:
                 else:
                     self._models[name] = _Model(cfg)
             await self._reconcile_locked()
-        self._check_labels()
+            self._update_labels_locked()
 
     async def poll(self) -> None:
         """One scan of every base path: load new versions, retire old ones."""
@@ -214,19 +230,21 @@ class ModelManager:
                 extra={"event": "version_unloaded", "model": sv.model, "version": sv.version},
             )
 
-    def _check_labels(self) -> None:
+    def _update_labels_locked(self) -> None:
         for model in self._models.values():
             for label, v in model.config.version_labels.items():
-                if v not in model.versions:
-                    _LOG.warning(
-                        "label points to an unknown version",
-                        extra={
-                            "event": "label_unresolved",
-                            "model": model.config.name,
-                            "label": label,
-                            "version": v,
-                        },
-                    )
+                sv = model.versions.get(v)
+                if sv is not None and sv.state == "AVAILABLE":
+                    continue
+                if self._allow_labels_for_unavailable and model.labels.get(label, v) == v:
+                    continue  # TF Serving: a new (or unchanged) label only, never a move
+                raise ServingError(
+                    Code.FAILED_PRECONDITION,
+                    f"Request to assign label to version {v} of model {model.config.name}, "
+                    "which is not currently available for inference",
+                )
+        for model in self._models.values():
+            model.labels = dict(model.config.version_labels)
 
     # --- worker restarts -----------------------------------------------------------------
 
@@ -270,11 +288,10 @@ class ModelManager:
 
     def _version_for(self, model: _Model, ref: ModelRef) -> int | None:
         if ref.label is not None:
-            v = model.config.version_labels.get(ref.label)
-            if v is None:
+            v = model.labels.get(ref.label)
+            if v is None:  # TF Serving's code and words
                 raise ServingError(
-                    Code.NOT_FOUND,
-                    f"Unrecognized servable version label: {ref.label!r} for model {ref.name!r}",
+                    Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {ref.label}"
                 )
             return v
         return ref.version

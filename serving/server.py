@@ -55,6 +55,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
         loop.add_signal_handler(sig, stop.set)
     core = ServingCore(config)
     await core.start()
+    exit_code = 0
     fronts: list[GrpcFront | RestFront] = []
     try:
         grpc_front = GrpcFront(
@@ -80,13 +81,27 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
                 "worker_pid": core.worker_pid,
             },
         )
-        await stop.wait()
-        core.begin_drain()
-        drained = await core.wait_idle(config.drain_timeout_seconds)
-        _LOG.info(
-            "drained" if drained else "drain timed out",
-            extra={"event": "drain_done", "inflight": core.inflight},
-        )
+        # Until SIGTERM, or until the initial model load fails the configuration (as TF
+        # Serving, which does not start then: e.g. a label on a version that cannot load).
+        stopped = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(core.start_failed())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
+        error = core.start_error
+        if error is not None:
+            _LOG.error(
+                f"Failed to start server. Error: {error.code.name}: {error.message}",
+                extra={"event": "start_failed", "code": error.code.name, "error": error.message},
+            )
+            exit_code = 1
+        else:
+            core.begin_drain()
+            drained = await core.wait_idle(config.drain_timeout_seconds)
+            _LOG.info(
+                "drained" if drained else "drain timed out",
+                extra={"event": "drain_done", "inflight": core.inflight},
+            )
     finally:
         for front in reversed(fronts):
             try:
@@ -95,4 +110,4 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
                 _LOG.exception("front stop failed", extra={"event": "front_stop_failed"})
         await core.stop()
         _LOG.info("stopped", extra={"event": "stopped"})
-    return 0
+    return exit_code

@@ -108,6 +108,7 @@ class ServerConfig:
     monitoring: MonitoringSettings = MonitoringSettings()
     rest_api_timeout_ms: int = 30_000
     enable_grpc_healthcheck_service: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
     enable_model_warmup: bool = True
     intra_op_parallelism: int = 0
     inter_op_parallelism: int = 0
@@ -349,6 +350,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     flag_bool("--enable_grpc_healthcheck_service", False, "Serve grpc.health.v1 on the gRPC port.")
     flag_bool(
+        "--allow_version_labels_for_unavailable_models",
+        False,
+        "Let a new version label point at a version that is not AVAILABLE (never move one there).",
+    )
+    flag_bool(
         "--enable_model_warmup",
         True,
         "Replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE.",
@@ -505,6 +511,7 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
         monitoring=monitoring,
         rest_api_timeout_ms=ns.rest_api_timeout_in_ms,
         enable_grpc_healthcheck_service=ns.enable_grpc_healthcheck_service,
+        allow_version_labels_for_unavailable_models=ns.allow_version_labels_for_unavailable_models,
         enable_model_warmup=ns.enable_model_warmup,
         intra_op_parallelism=ns.tensorflow_intra_op_parallelism,
         inter_op_parallelism=ns.tensorflow_inter_op_parallelism,

@@ -49,7 +49,12 @@ class ServingCore:
         self.config = config
         self.metrics = ServingMetrics()
         self._worker: WorkerProcess | None = None
-        self._manager = ModelManager(load=self._load, unload=self._unload, metrics=self.metrics)
+        self._manager = ModelManager(
+            load=self._load,
+            unload=self._unload,
+            metrics=self.metrics,
+            allow_labels_for_unavailable=config.allow_version_labels_for_unavailable_models,
+        )
         b = config.batching
         self._batcher = Batcher(
             run=self._run,
@@ -73,6 +78,8 @@ class ServingCore:
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._restarting: asyncio.Task[None] | None = None
+        self.start_error: ServingError | None = None  # the initial configuration failed
+        self._start_failed = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -101,11 +108,20 @@ class ServingCore:
             while self._restarting is None:
                 await asyncio.sleep(0.1)
             await self._restarting
-        await self._manager.apply_config(self.config.models)
+        try:
+            await self._manager.apply_config(self.config.models)
+        except ServingError as exc:
+            self.start_error = exc
+            self._start_failed.set()
+            return
         if self.config.file_system_poll_wait_seconds > 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._poll_filesystem()))
         if self.config.model_config_file and self.config.model_config_file_poll_wait_seconds > 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._poll_config_file()))
+
+    async def start_failed(self) -> None:
+        """Returns if loading the configured models failed the configuration (``start_error``)."""
+        await self._start_failed.wait()
 
     async def wait_until_serving(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -225,7 +241,16 @@ class ServingCore:
             await asyncio.sleep(self.config.model_config_file_poll_wait_seconds)
             try:
                 models = load_model_config_file(self.config.model_config_file)
-            except ConfigError as exc:
+                if tuple(models) != last:
+                    if not last_error:  # not again while a failed change is retried
+                        _LOG.info(
+                            "config file changed",
+                            extra={"event": "config_reloaded", "models": [m.name for m in models]},
+                        )
+                    # A label on a version not loaded yet fails; the next poll tries again.
+                    await self._manager.apply_config(models)
+                    last = tuple(models)
+            except (ConfigError, ServingError) as exc:
                 if str(exc) != last_error:  # once per distinct error, not once per poll
                     last_error = str(exc)
                     _LOG.error(
@@ -234,13 +259,6 @@ class ServingCore:
                     )
                 continue
             last_error = ""
-            if tuple(models) != last:
-                last = tuple(models)
-                _LOG.info(
-                    "config file changed",
-                    extra={"event": "config_reloaded", "models": [m.name for m in models]},
-                )
-                await self._manager.apply_config(models)
 
     # --- InferenceCore ---------------------------------------------------------------------
 

@@ -34,10 +34,7 @@ CONFIG_FLAGS = {
     "monitoring_config_file": "monitoring_config.txt",
 }
 # tensorflow_model_server flags textserve-server does not implement (TF Serving only).
-TF_SERVING_ONLY_FLAGS = {
-    "allow_version_labels_for_unavailable_models",
-    "xla_cpu_compilation_enabled",
-}
+TF_SERVING_ONLY_FLAGS = {"xla_cpu_compilation_enabled"}
 
 
 def command_flags(path) -> dict[str, str]:

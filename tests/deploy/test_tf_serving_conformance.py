@@ -274,6 +274,14 @@ def test_unknown_signature_is_invalid_input(client: GrpcClient | RestClient) -> 
         client.predict({contract.TEXT: ["hello"]}, signature_name="no_such_signature")
 
 
+def test_unknown_version_label_is_invalid_input(client: GrpcClient | RestClient) -> None:
+    # tensorflow_model_server: INVALID_ARGUMENT "Unrecognized servable version label: nightly"
+    # (server_core.cc GetModelVersionForLabel), 400 over REST.
+    with pytest.raises(InvalidInputError) as caught:
+        client.predict({contract.TEXT: ["hello"]}, version_label="nightly")
+    assert "Unrecognized servable version label: nightly" in caught.value.message
+
+
 def test_prometheus_metrics_on_the_rest_port(target: Target) -> None:
     r = httpx.get(f"{target.rest}{contract.METRICS_PATH}", timeout=30)
     assert r.status_code == 200

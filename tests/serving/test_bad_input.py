@@ -111,15 +111,16 @@ def _post(http: httpx.Client, body: bytes, path: str = "/v1/models/tiny:predict"
 
 # ---------------------------------------------------------------- NOT_FOUND
 @pytest.mark.usefixtures("still_serving")
-def test_unknown_model_version_label_are_not_found(stub, http) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_model_and_version_are_not_found_unknown_label_invalid(stub, http) -> None:  # type: ignore[no-untyped-def]
     not_found = grpc.StatusCode.NOT_FOUND
     grpc_fails(stub, _request(_texts(b"a"), name="absent"), not_found, "absent")
     grpc_fails(stub, _request(_texts(b"a"), version=7), not_found, "7")
-    grpc_fails(stub, _request(_texts(b"a"), label="nope"), not_found, "nope")
+    invalid, unknown_label = grpc.StatusCode.INVALID_ARGUMENT, "version label: nope"
+    grpc_fails(stub, _request(_texts(b"a"), label="nope"), invalid, unknown_label)
     body = b'{"instances": ["a"]}'
     rest_fails(_post(http, body, "/v1/models/absent:predict"), 404, "absent")
     rest_fails(_post(http, body, "/v1/models/tiny/versions/7:predict"), 404, "7")
-    rest_fails(_post(http, body, "/v1/models/tiny/labels/nope:predict"), 404, "nope")
+    rest_fails(_post(http, body, "/v1/models/tiny/labels/nope:predict"), 400, unknown_label)
 
 
 # ---------------------------------------------------------------- FAILED_PRECONDITION

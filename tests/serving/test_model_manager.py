@@ -102,17 +102,43 @@ def test_specific_policy_and_labels(server: ServerProcess, channel: grpc.Channel
     assert r.status_code == 200 and r.json()["predictions"][0][2] == 2.0
 
 
-@pytest.mark.parametrize("spec", [{"version": 3}, {"label": "nightly"}, {"version": 99}])
-def test_unknown_version_or_label_is_not_found(
-    server: ServerProcess, channel: grpc.Channel, spec: dict[str, object]
+@pytest.mark.parametrize(
+    ("spec", "code", "http_status"),
+    [
+        ({"version": 3}, grpc.StatusCode.NOT_FOUND, 404),
+        ({"version": 99}, grpc.StatusCode.NOT_FOUND, 404),
+        # TF Serving: "Unrecognized servable version label: nightly", INVALID_ARGUMENT
+        ({"label": "nightly"}, grpc.StatusCode.INVALID_ARGUMENT, 400),
+    ],
+)
+def test_unknown_version_is_not_found_and_unknown_label_invalid(
+    server: ServerProcess,
+    channel: grpc.Channel,
+    spec: dict[str, object],
+    code: grpc.StatusCode,
+    http_status: int,
 ) -> None:
     with pytest.raises(grpc.RpcError) as err:
         served_version(channel, **spec)
-    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    assert err.value.code() is code
     path = f"versions/{spec['version']}" if "version" in spec else f"labels/{spec['label']}"
     r = httpx.post(f"{server.rest_url}/v1/models/{MODEL}/{path}:predict", json={"instances": ["x"]})
-    assert r.status_code == 404 and "error" in r.json()
+    assert r.status_code == http_status and "error" in r.json()
     assert served_version(channel) == 2  # still serving
+
+
+def test_reload_with_a_label_on_a_version_not_loaded_fails_and_keeps_the_labels(
+    base: Path, channel: grpc.Channel
+) -> None:
+    policy = "specific { versions: 1 versions: 2 }"
+    with pytest.raises(grpc.RpcError) as err:
+        reload_config(channel, config_text(base, policy, {"stable": 1, "canary": 3}))
+    assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.details() == (
+        "Request to assign label to version 3 of model tiny, which is not currently "
+        "available for inference"
+    )
+    assert served_version(channel, label="canary") == 2  # the previous labels still hold
 
 
 def test_unknown_model_is_not_found_and_unknown_signature_failed_precondition(
