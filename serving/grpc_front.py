@@ -35,6 +35,7 @@ from models import contract
 from serving.core_api import InferenceCore, ModelMetadata, ModelRef, PredictCall
 from serving.errors import Code, ServingError
 from serving.protos import textserve_front_pb2 as tfs
+from serving.server_config import SslSettings
 from serving.tensor_codec import TensorCodec, WireLimits
 
 _log = logging.getLogger(__name__)
@@ -157,8 +158,10 @@ class GrpcFront:
         enable_health: bool = False,
         tensor_content: bool = False,
         max_concurrent_rpcs: int | None = None,
+        ssl: SslSettings | None = None,
     ) -> None:
         self.core = core
+        self.ssl = ssl
         self.port = port
         self.host = host
         self.codec = TensorCodec(limits)
@@ -181,7 +184,18 @@ class GrpcFront:
         if self.enable_health:
             self._health = _HealthServicer(self.core)
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        bound = server.add_insecure_port(f"{self.host}:{self.port}")
+        address = f"{self.host}:{self.port}"
+        if self.ssl is None:
+            bound = server.add_insecure_port(address)
+        else:  # TF Serving's BuildServerCredentialsFromSSLConfigFile
+            bound = server.add_secure_port(
+                address,
+                grpc.ssl_server_credentials(
+                    [(self.ssl.server_key.encode(), self.ssl.server_cert.encode())],
+                    root_certificates=self.ssl.custom_ca.encode() or None,
+                    require_client_auth=self.ssl.client_verify,
+                ),
+            )
         if bound == 0:
             raise OSError(f"gRPC could not bind {self.host}:{self.port}")
         await server.start()

@@ -64,6 +64,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
             host=config.host,
             limits=wire_limits(config),
             enable_health=config.enable_grpc_healthcheck_service,
+            ssl=config.ssl,
         )
         grpc_port = await grpc_front.start()
         fronts.append(grpc_front)

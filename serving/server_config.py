@@ -13,8 +13,10 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from google.protobuf import text_format
+from google.protobuf.message import Message
 
 from models import contract
 from serving.errors import Code, ServingError
@@ -81,6 +83,17 @@ class MonitoringSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class SslSettings:
+    """SSLConfig (``--ssl_config_file``): TLS on the gRPC port, as TF Serving (REST stays plain,
+    as TF Serving's). PEM text, not paths."""
+
+    server_key: str
+    server_cert: str
+    custom_ca: str = ""
+    client_verify: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Limits:
     """Our own limits on what one request may cost; each is a flag (see ``--help``)."""
 
@@ -106,6 +119,7 @@ class ServerConfig:
     enable_batching: bool = False
     batching: BatchingConfig = BatchingConfig()
     monitoring: MonitoringSettings = MonitoringSettings()
+    ssl: SslSettings | None = None  # None: plaintext gRPC
     rest_api_timeout_ms: int = 30_000
     enable_grpc_healthcheck_service: bool = False
     allow_version_labels_for_unavailable_models: bool = False
@@ -186,20 +200,34 @@ def load_model_config_file(path: str) -> tuple[ModelConfig, ...]:
     return parse_model_server_config(_read_text(path, "--model_config_file"))
 
 
+_Proto = TypeVar("_Proto", bound=Message)
+
+
+def _parse_text_proto(
+    msg: _Proto, path: str, flag: str, *, allow_unknown_field: bool = False
+) -> _Proto:
+    """``msg`` filled from the text proto at ``path`` (named by ``flag``), or ConfigError."""
+    try:
+        text_format.Parse(_read_text(path, flag), msg, allow_unknown_field=allow_unknown_field)
+    except text_format.ParseError as exc:
+        raise ConfigError(f"invalid {msg.DESCRIPTOR.name} in {path!r}: {exc}") from exc
+    return msg
+
+
 def load_batching_file(path: str) -> BatchingConfig:
     """TF Serving's --batching_parameters_file (text BatchingParameters); unset fields keep
     defaults.
     """
     from serving.protos import textserve_batching_pb2
 
-    msg = textserve_batching_pb2.BatchingParameters()
-    text = _read_text(path, "--batching_parameters_file")
-    try:
-        # Newer TF Serving releases add fields (large-batch splitting, priorities) that
-        # change nothing for us; accept their files rather than refuse to start.
-        text_format.Parse(text, msg, allow_unknown_field=True)
-    except text_format.ParseError as exc:
-        raise ConfigError(f"invalid BatchingParameters in {path!r}: {exc}") from exc
+    # Newer TF Serving releases add fields (large-batch splitting, priorities) that change
+    # nothing for us; accept their files rather than refuse to start.
+    msg = _parse_text_proto(
+        textserve_batching_pb2.BatchingParameters(),
+        path,
+        "--batching_parameters_file",
+        allow_unknown_field=True,
+    )
     d = BatchingConfig()
     cfg = BatchingConfig(
         max_batch_size=msg.max_batch_size.value
@@ -247,16 +275,29 @@ def _check_batching(cfg: BatchingConfig) -> None:
 def load_monitoring_file(path: str) -> MonitoringSettings:
     from serving.protos import textserve_monitoring_pb2
 
-    msg = textserve_monitoring_pb2.MonitoringConfig()
-    try:
-        text_format.Parse(_read_text(path, "--monitoring_config_file"), msg)
-    except text_format.ParseError as exc:
-        raise ConfigError(f"invalid MonitoringConfig in {path!r}: {exc}") from exc
+    msg = _parse_text_proto(
+        textserve_monitoring_pb2.MonitoringConfig(), path, "--monitoring_config_file"
+    )
     prom = msg.prometheus_config
     path_ = prom.path or contract.METRICS_PATH
     if not path_.startswith("/"):
         raise ConfigError(f"prometheus_config.path must start with '/': {path_!r}")
     return MonitoringSettings(prometheus_enabled=bool(prom.enable), prometheus_path=path_)
+
+
+def load_ssl_config_file(path: str) -> SslSettings:
+    from serving.protos import textserve_ssl_pb2
+
+    msg = _parse_text_proto(textserve_ssl_pb2.SSLConfig(), path, "--ssl_config_file")
+    for field in ("server_key", "server_cert"):
+        if "-----BEGIN" not in getattr(msg, field):
+            raise ConfigError(f"SSLConfig in {path!r}: {field} must hold PEM text (not a path)")
+    if msg.client_verify and "-----BEGIN" not in msg.custom_ca:
+        raise ConfigError(
+            f"SSLConfig in {path!r}: client_verify needs custom_ca (the PEM roots that client "
+            "certificates must chain to)"
+        )
+    return SslSettings(msg.server_key, msg.server_cert, msg.custom_ca, msg.client_verify)
 
 
 def config_error_to_serving(exc: ConfigError) -> ServingError:
@@ -342,6 +383,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--batching_parameters_file",
         default="",
         help="BatchingParameters text proto (implies nothing unless --enable_batching).",
+    )
+    g.add_argument(
+        "--ssl_config_file",
+        default="",
+        help="SSLConfig text proto (server_key, server_cert, custom_ca, client_verify): TLS on "
+        "the gRPC port.",
     )
     g.add_argument(
         "--monitoring_config_file",
@@ -481,6 +528,7 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
     monitoring = MonitoringSettings()
     if ns.monitoring_config_file:
         monitoring = load_monitoring_file(ns.monitoring_config_file)
+    ssl = load_ssl_config_file(ns.ssl_config_file) if ns.ssl_config_file else None
     if ns.port <= 0 or ns.port > 65535:
         raise ConfigError("--port must be in 1..65535")
     if ns.rest_api_port < 0 or ns.rest_api_port > 65535:
@@ -509,6 +557,7 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
         enable_batching=ns.enable_batching,
         batching=batching,
         monitoring=monitoring,
+        ssl=ssl,
         rest_api_timeout_ms=ns.rest_api_timeout_in_ms,
         enable_grpc_healthcheck_service=ns.enable_grpc_healthcheck_service,
         allow_version_labels_for_unavailable_models=ns.allow_version_labels_for_unavailable_models,
