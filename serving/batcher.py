@@ -66,8 +66,10 @@ _HEADROOM = 2.5
 # Waits shorter than this are mostly timer noise: they do not calibrate the estimate.
 _MIN_CALIBRATION_WAIT = 0.05
 # A batch's fixed cost (pipe to the worker, dispatch, tokenizer set-up), in padded tokens of
-# encoder work. Measured on the 2-core machine (MiniLM, served): batch-1 latency ~16 ms for a
-# ~13-token text, ~0.2 ms per padded token in large batches, i.e. ~60-70 tokens of fixed cost.
+# encoder work. Measured on the 2-core machine (MiniLM, bench_serving.py): served batch-1
+# latency 12.6-14.1 ms for a ~14-token text, ~0.24 ms per token in length-sorted batches of 32
+# (298 sentences/s x 14.2 tokens), i.e. ~40-45 tokens of fixed cost; rounded up to 64 for the
+# front's share of the CPU, which the worker-side figures do not see.
 _BATCH_COST_TOKENS = 64
 # Length grouping plans over the oldest queued requests only (bounds its cost per batch).
 _PLAN_WINDOW = 256
