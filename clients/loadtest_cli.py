@@ -7,7 +7,7 @@ for (explicit overload errors are fine), 1 otherwise, 2 for bad arguments or a m
 Example::
 
     textserve-loadtest --target grpc --address localhost:8500 --model-name minilm \\
-        --texts ../shared/data/stsb/stsb-en-test.csv --csv-column sentence1,sentence2 \\
+        --texts tests/data/stsb/stsb-en-test.csv --csv-column sentence1,sentence2 \\
         --concurrency 1,4,16,64,128 --rate-multipliers 2,3 --duration 20 \\
         --json-report reports/grpc.json --chart reports/grpc.png
 """

@@ -1,7 +1,7 @@
 """The models package's exception hierarchy.
 
 Every failure of checkpoint loading, export or verification is a :class:`ModelError`;
-the CLI (``models.export_cli``) is the one boundary that turns it into a one-line message
+the CLI (``models.export.export_cli``) is the one boundary that turns it into a one-line message
 and an exit code (:attr:`ModelError.exit_code`).
 """
 

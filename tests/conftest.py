@@ -3,7 +3,7 @@
 Expensive artifacts are built once per session and lazily: a test that does not ask for the
 exported model does not pay for TensorFlow, torch or the export.
 
-- ``stsb_dir``: the STS-B test CSVs (11 languages) in ``<repo>/../shared/data/stsb``.
+- ``stsb_dir``: the STS-B test CSVs (11 languages) vendored in ``tests/data/stsb``.
 - ``minilm_checkpoint``: the bundled sentence-transformers/all-MiniLM-L6-v2 checkpoint.
 - ``exported_minilm``: a TF Serving model BASE directory holding version ``1`` of the bundled
   model, exported once per session WITH verification (token + output parity, op audit).
@@ -28,13 +28,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.data import STSB_DIR  # noqa: E402
 
 TINY_ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
 
 
 @pytest.fixture(scope="session")
 def stsb_dir() -> Path:
-    path = (REPO_ROOT / "../shared/data/stsb").resolve()
+    path = STSB_DIR
     assert (path / "stsb-en-test.csv").is_file(), f"STS-B data missing in {path}"
     return path
 
@@ -49,7 +50,7 @@ def minilm_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def exported_minilm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """BASE dir with version ``1`` of the bundled MiniLM, exported with verification on."""
-    from models.exporter import export_model
+    from models.export.exporter import export_model
 
     base = tmp_path_factory.mktemp("exported") / "minilm"
     export_model(checkpoint=None, output=base / "1")

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-STSB_EN = REPO / "../shared/data/stsb/stsb-en-test.csv"
+STSB_EN = REPO / "tests/data/stsb/stsb-en-test.csv"
 
 
 def _load_stsb() -> tuple[list[str], list[float]]:
@@ -147,7 +147,7 @@ def main() -> None:
     import tensorflow_text  # noqa: F401
 
     from models.bundled import bundled_checkpoint
-    from models.exporter import export_model
+    from models.export.exporter import export_model
 
     checkpoint = bundled_checkpoint()
     texts, gold = _load_stsb()

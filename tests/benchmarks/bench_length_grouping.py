@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_length_grouping.py [--batches 400]
 
-Replays a queue of single-text requests drawn from ../shared/data/stsb/stsb-en-test.csv: the
+Replays a queue of single-text requests drawn from tests/data/stsb/stsb-en-test.csv: the
 batcher takes a batch, the queue refills to its depth, again. For each policy, prints the
 padded tokens per real token (the model pads each batch to its longest text; real token counts
 from the bundled model's reference tokenizer) and the mean rows per batch:
@@ -80,7 +80,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batches", type=int, default=400)
     args = p.parse_args()
-    path = (REPO / "../shared/data/stsb/stsb-en-test.csv").resolve()
+    path = (REPO / "tests/data/stsb/stsb-en-test.csv").resolve()
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))  # sentence1,sentence2,score; no header row
     texts = [r[0] for r in rows] + [r[1] for r in rows]

@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_serving.py [--model_base_path BASE] [--seconds 15]
 
-Prints, in one run on ../shared/data/stsb/stsb-en-test.csv (both columns, 2,758 sentences):
+Prints, in one run on tests/data/stsb/stsb-en-test.csv (both columns, 2,758 sentences):
 the in-process SavedModel's throughput per batch size (sentences in file order and
 length-sorted) and its batch-1 latency; then the served throughput over gRPC and REST at
 concurrency 1, 8, 32, 128 (each request one text) with p50/p99 latency, and the ratio to the
@@ -39,7 +39,7 @@ CONCURRENCY = (1, 8, 32, 128)
 
 
 def load_sentences() -> list[str]:
-    path = (REPO / "../shared/data/stsb/stsb-en-test.csv").resolve()
+    path = (REPO / "tests/data/stsb/stsb-en-test.csv").resolve()
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))  # sentence1,sentence2,score; no header row
     return [r[0] for r in rows] + [r[1] for r in rows]
@@ -191,7 +191,7 @@ def main() -> None:
     if base is None:
         base = Path(tempfile.gettempdir()) / "textserve-bench" / "minilm"
         if not (base / "1" / "saved_model.pb").exists():
-            from models.exporter import export_model
+            from models.export.exporter import export_model
 
             print(f"exporting the bundled model to {base} ...", flush=True)
             export_model(checkpoint=None, output=base / "1")

@@ -30,9 +30,9 @@ import tensorflow as tf  # noqa: E402
 import transformers  # noqa: E402
 
 from models import contract  # noqa: E402
-from models.bert_text_tokenizer import BertTextTokenizer  # noqa: E402
+from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer  # noqa: E402
 
-STSB_DIR = REPO / "../shared/data/stsb"
+STSB_DIR = REPO / "tests/data/stsb"
 
 
 def _sentences(pattern: str) -> list[str]:

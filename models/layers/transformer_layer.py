@@ -1,0 +1,101 @@
+"""The post-LN transformer block shared by every BERT-family encoder (BERT, RoBERTa, ELECTRA, ...).
+
+Numerically equal to transformers' ``BertLayer``: self-attention + residual + LayerNorm, then
+FFN + residual + LayerNorm. The attention bias is additive (``[batch, 1|heads, 1|q, k]``), so a
+family's relative position bias (MPNet) or padding mask is one tensor added before the softmax.
+Inference only: there are no dropout layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+from keras import ops
+
+
+def activation_fn(name: str) -> Callable[[Any], Any]:
+    """The activation Hugging Face means by ``hidden_act`` (``gelu`` is the exact erf form)."""
+    if name == "gelu":
+        return lambda x: ops.gelu(x, approximate=False)
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return lambda x: ops.gelu(x, approximate=True)
+    if name == "relu":
+        return ops.relu
+    raise ValueError(f"unsupported activation {name!r}")
+
+
+@keras.saving.register_keras_serializable(package="textserve")
+class TransformerLayer(keras.layers.Layer):
+    """One post-LN block: self-attention + residual + LN, FFN + residual + LN."""
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        hidden_act: str,
+        layer_norm_epsilon: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.head_size = hidden_size // num_heads
+        self._act = activation_fn(hidden_act)
+        self.query = keras.layers.Dense(hidden_size, name="query")
+        self.key = keras.layers.Dense(hidden_size, name="key")
+        self.value = keras.layers.Dense(hidden_size, name="value")
+        self.attention_output = keras.layers.Dense(hidden_size, name="attention_output")
+        self.attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="attention_layer_norm"
+        )
+        self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate")
+        self.output_dense = keras.layers.Dense(hidden_size, name="output_dense")
+        self.output_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="output_layer_norm"
+        )
+
+    def build(self, input_shape: Any) -> None:
+        hidden_shape = (None, None, self.hidden_size)
+        for dense in (self.query, self.key, self.value, self.attention_output, self.intermediate):
+            dense.build(hidden_shape)
+        self.output_dense.build((None, None, self.intermediate_size))
+        self.attention_layer_norm.build(hidden_shape)
+        self.output_layer_norm.build(hidden_shape)
+        self.built = True
+
+    def _split_heads(self, x: Any) -> Any:
+        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, seq, self.num_heads, self.head_size))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def call(self, hidden: Any, attention_bias: Any) -> Any:
+        batch, seq = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        q = self._split_heads(self.query(hidden))
+        k = self._split_heads(self.key(hidden))
+        v = self._split_heads(self.value(hidden))
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
+        probs = ops.softmax(scores + attention_bias, axis=-1)
+        context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
+        context = ops.reshape(context, (batch, seq, self.hidden_size))
+        hidden = self.attention_layer_norm(hidden + self.attention_output(context))
+        ffn = self.output_dense(self._act(self.intermediate(hidden)))
+        return self.output_layer_norm(hidden + ffn)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            hidden_size=self.hidden_size,
+            num_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            hidden_act=self.hidden_act,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+        )
+        return config
