@@ -5,6 +5,7 @@ The library behind ``textserve-export`` (see :func:`export_model`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -66,10 +67,14 @@ def export_model(
     verify: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    do_lower_case: bool | None = None,
 ) -> ExportReport:
     """Export ``checkpoint`` to ``output`` (``BASE/VERSION``, TF Serving's layout).
 
-    ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. ``task``
+    ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. A Google
+    TF1 BERT or TF Model Garden TF2 checkpoint is converted first (see
+    :mod:`models.loading.tf_checkpoint`); ``do_lower_case`` is its tokenizer's lowercasing when
+    the checkpoint cannot tell. ``task``
     defaults to the checkpoint's own (sentence-transformers and BertModel -> embedding,
     ``*ForSequenceClassification`` -> classification, ``*ForMaskedLM`` -> fill-mask).
     ``max_seq_length`` defaults to sentence_bert_config.json's, else the config's
@@ -98,12 +103,20 @@ def export_model(
         raise ExportConfigError(f"--top-k must be at least 1, not {top_k}")
 
     from models.bundled import bundled_checkpoint
+    from models.loading import open_checkpoint
     from models.loading.checkpoint_loader import CheckpointLoader
 
-    with _Steps(progress) as steps:
+    with _Steps(progress) as steps, contextlib.ExitStack() as stack:
         steps.start("reading checkpoint")
-        loader = CheckpointLoader(bundled_checkpoint() if checkpoint is None else checkpoint)
+        opened = stack.enter_context(
+            open_checkpoint(
+                bundled_checkpoint() if checkpoint is None else checkpoint,
+                do_lower_case=do_lower_case,
+            )
+        )
+        loader = CheckpointLoader(opened.model_dir)
         task = task or loader.default_task()
+        opened.check_task(task)
         seq_length = _max_seq_length(loader, max_seq_length)
         if task == contract.TASK_CLASSIFICATION and not loader.config.id2label:
             raise ExportConfigError("a classification export needs num_labels/id2label in config")
@@ -146,6 +159,7 @@ def export_model(
                 verification=verification,
                 jit_compile=jit_compile,
             )
+            card["source"].update(opened.card_fields())
             (staging / contract.MODEL_CARD_FILE).write_text(
                 json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
@@ -157,7 +171,7 @@ def export_model(
 
     return ExportReport(
         output=output,
-        checkpoint=loader.checkpoint_dir,
+        checkpoint=opened.source,
         task=task,
         max_seq_length=seq_length,
         length_buckets=tuple(model.tokenizer.length_buckets),
