@@ -32,6 +32,7 @@ WARMUP_BATCH_SIZES = (1, 8, 32)
 # Output parity on pairs runs on this many of them (every pair gets token parity): pairs add
 # the type-id path, which a few dozen long and short pairs exercise fully.
 _OUTPUT_PAIRS = 64
+_LABELLED_TASKS = (contract.TASK_CLASSIFICATION, contract.TASK_TOKEN_CLASSIFICATION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +106,7 @@ def export_model(
     from models.bundled import bundled_checkpoint
     from models.loading import open_checkpoint
     from models.loading.checkpoint_loader import CheckpointLoader
+    from models.loading.task_guard import checkpoint_task
 
     with _Steps(progress) as steps, contextlib.ExitStack() as stack:
         steps.start("reading checkpoint")
@@ -115,11 +117,11 @@ def export_model(
             )
         )
         loader = CheckpointLoader(opened.model_dir)
-        task = task or loader.default_task()
+        task = checkpoint_task(loader, task)
         opened.check_task(task)
         seq_length = _max_seq_length(loader, max_seq_length)
-        if task == contract.TASK_CLASSIFICATION and not loader.config.id2label:
-            raise ExportConfigError("a classification export needs num_labels/id2label in config")
+        if task in _LABELLED_TASKS and not loader.config.id2label:
+            raise ExportConfigError(f"a {task} export needs num_labels/id2label in config")
 
         steps.start("building model and loading weights")
         model, load_report = _build(
@@ -228,6 +230,7 @@ def _build(
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
     from models.layers.sentence_embedding_head import SentenceEmbeddingHead
+    from models.layers.token_classification_head import TokenClassificationHead
     from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
 
     config = loader.config
@@ -241,6 +244,11 @@ def _build(
             num_labels=len(config.id2label),
             hidden_size=config.hidden_size,
             multi_label=config.problem_type == "multi_label_classification",
+        )
+        targets.update(head.checkpoint_variables())
+    elif task == contract.TASK_TOKEN_CLASSIFICATION:
+        head = TokenClassificationHead(
+            num_labels=len(config.id2label), hidden_size=config.hidden_size
         )
         targets.update(head.checkpoint_variables())
     else:
@@ -280,7 +288,7 @@ def _build(
             encoder=encoder,
             task=task,
             head=head,
-            id2label=config.id2label if task == contract.TASK_CLASSIFICATION else (),
+            id2label=config.id2label if task in _LABELLED_TASKS else (),
             top_k=top_k,
             jit_compile=jit_compile,
         )
@@ -421,7 +429,7 @@ def _model_card(
     config = loader.config
     if task == contract.TASK_EMBEDDING:
         output_dim = config.hidden_size
-    elif task == contract.TASK_CLASSIFICATION:
+    elif task in _LABELLED_TASKS:
         output_dim = len(config.id2label)
     else:
         output_dim = config.vocab_size
