@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 
+from models import contract
 from serving.core_api import ModelRef, VersionStatus
 from serving.errors import Code, ServingError
 from serving.server_config import ModelConfig
@@ -41,6 +43,8 @@ class ServableVersion:
     inflight: int = 0
     fingerprint: tuple[float, int] = (0.0, 0)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    # From the export's model card: the batcher costs texts at most this long (0: unknown).
+    max_seq_length: int = 0
 
     @property
     def key(self) -> tuple[str, int]:
@@ -75,6 +79,18 @@ def _fingerprint(path: str) -> tuple[float, int]:
                 continue
             count += 1
     return newest, count
+
+
+def _card_max_seq_length(path: str) -> int:
+    """max_seq_length from the export's model card; 0 for SavedModels without one (any
+    TF Serving model): their texts are costed at their full estimated length.
+    """
+    try:
+        with open(os.path.join(path, contract.MODEL_CARD_FILE), encoding="utf-8") as fh:
+            value = json.load(fh).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int(value) if isinstance(value, int) and value > 0 else 0
 
 
 def _versions_on_disk(base_path: str) -> dict[int, str]:
@@ -176,6 +192,7 @@ class ModelManager:
         try:
             with open(os.path.join(sv.path, "saved_model.pb"), "rb") as fh:
                 sv.signature_defs, sv.specs = parse_saved_model_signatures(fh.read())
+            sv.max_seq_length = _card_max_seq_length(sv.path)
             records = await self._load(sv.key, sv.path)
         except ServingError as exc:
             if exc.code is Code.UNAVAILABLE:

@@ -312,6 +312,7 @@ class ServingCore:
                     text_length=checked.text_length,
                     deadline=deadline,
                     batchable=spec.batchable,
+                    max_tokens=sv.max_seq_length,
                 )
             finally:
                 sv.release()
