@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from models import contract
 from serving.core_api import ModelRef, VersionStatus
@@ -25,7 +25,9 @@ from serving.signature_spec import SignatureSpec, parse_saved_model_signatures
 
 _LOG = logging.getLogger("textserve.models")
 
-LoadFn = Callable[[tuple[str, int], str], Awaitable[int]]  # -> warmup records replayed
+# load(key, path, keep): keep = every version that stays served (the worker pool starts a
+# fresh worker when a load would leave the current one holding anything else).
+LoadFn = Callable[[tuple[str, int], str, Mapping[tuple[str, int], str]], Awaitable[int]]
 UnloadFn = Callable[[tuple[str, int]], Awaitable[None]]
 
 
@@ -66,6 +68,8 @@ class _Model:
     versions: dict[int, ServableVersion] = dataclasses.field(default_factory=dict)
     # The label map requests resolve through: the config's, once it passed the label check.
     labels: dict[str, int] = dataclasses.field(default_factory=dict)
+    # The versions the policy selects from what is on disk, as of the last poll.
+    wanted: set[int] = dataclasses.field(default_factory=set)
 
 
 def _fingerprint(path: str) -> tuple[float, int]:
@@ -153,9 +157,13 @@ class ModelManager:
             await self._reconcile_locked()
 
     async def _reconcile_locked(self) -> None:
+        disk = {}
+        for model in self._models.values():
+            disk[model.config.name] = on_disk = _versions_on_disk(model.config.base_path)
+            model.wanted = set(model.config.version_policy.select(sorted(on_disk)))
         for model in list(self._models.values()):
-            on_disk = _versions_on_disk(model.config.base_path)
-            wanted = model.config.version_policy.select(sorted(on_disk))
+            on_disk = disk[model.config.name]
+            wanted = model.wanted
             loads = []
             for v in sorted(wanted):
                 sv = model.versions.get(v)
@@ -193,7 +201,7 @@ class ModelManager:
             with open(os.path.join(sv.path, "saved_model.pb"), "rb") as fh:
                 sv.signature_defs, sv.specs = parse_saved_model_signatures(fh.read())
             sv.max_seq_length = _card_max_seq_length(sv.path)
-            records = await self._load(sv.key, sv.path)
+            records = await self._load(sv.key, sv.path, self._keep())
         except ServingError as exc:
             if exc.code is Code.UNAVAILABLE:
                 # The worker died mid-load; the restart reloads everything still LOADING.
@@ -216,6 +224,15 @@ class ModelManager:
                 "warmup_records": records,
             },
         )
+
+    def _keep(self) -> dict[tuple[str, int], str]:
+        """Every version that stays served: wanted by its policy and loading or loaded."""
+        return {
+            sv.key: sv.path
+            for model in self._models.values()
+            for v in model.wanted
+            if (sv := model.versions.get(v)) is not None and sv.state in ("LOADING", "AVAILABLE")
+        }
 
     def _fail(self, sv: ServableVersion, exc: ServingError) -> None:
         sv.state, sv.error = "END", exc

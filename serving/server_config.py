@@ -134,6 +134,9 @@ class ServerConfig:
     max_batch_tokens: int = 4096
     drain_timeout_seconds: float = 30.0
     log_level: str = "info"
+    # A second TF worker holding every served version, promoted when the active one dies.
+    # Costs a second worker's memory (TensorFlow + every model: ~1.2 GB for MiniLM).
+    worker_standby: bool = False
 
 
 # --- text-proto files ---------------------------------------------------------------------
@@ -491,6 +494,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
             "CPU; on a GPU raise it or set 0."
         ),
     )
+    flag_bool(
+        "--worker_standby",
+        False,
+        "Keep a second TF worker with every served version loaded: a dead worker is replaced "
+        "at once (else after a TF import and model loads, ~30 s) and rollouts skip the TF "
+        "import. Costs a second worker's memory (TensorFlow + every model).",
+    )
     o.add_argument(
         "--drain_timeout_seconds",
         type=float,
@@ -569,4 +579,5 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
         max_batch_tokens=ns.max_batch_tokens,
         drain_timeout_seconds=ns.drain_timeout_seconds,
         log_level=ns.log_level,
+        worker_standby=ns.worker_standby,
     )
