@@ -70,6 +70,8 @@ class _Model:
     labels: dict[str, int] = dataclasses.field(default_factory=dict)
     # The versions the policy selects from what is on disk, as of the last poll.
     wanted: set[int] = dataclasses.field(default_factory=set)
+    # Why the last poll found no version directory ("" when it found some).
+    no_versions: str = ""
 
 
 def _fingerprint(path: str) -> tuple[float, int]:
@@ -95,6 +97,25 @@ def _card_max_seq_length(path: str) -> int:
     except (OSError, ValueError, AttributeError):
         return 0
     return int(value) if isinstance(value, int) and value > 0 else 0
+
+
+def _no_versions_message(name: str, base_path: str) -> str:
+    """TF Serving's words for an empty base path, plus what to change when we can tell."""
+    msg = f"No versions of servable {name} found under base path {base_path}"
+    if not os.path.exists(base_path):
+        return f"{msg} (the path does not exist)"
+    if os.path.isfile(os.path.join(base_path, "saved_model.pb")):
+        parent, leaf = os.path.split(os.path.normpath(base_path))
+        if leaf.isdigit():
+            return (
+                f"{msg}: it is version directory {leaf} itself; pass its parent {parent} as "
+                f"the base path (--model_base_path or base_path in the model config)"
+            )
+        return (
+            f"{msg}: it holds a SavedModel itself; move it into a version directory "
+            f"(e.g. {os.path.join(base_path, '1')}) and keep {base_path} as the base path"
+        )
+    return f"{msg} (version directories are named by number and hold saved_model.pb)"
 
 
 def _versions_on_disk(base_path: str) -> dict[int, str]:
@@ -164,6 +185,15 @@ class ModelManager:
         for model in list(self._models.values()):
             on_disk = disk[model.config.name]
             wanted = model.wanted
+            model.no_versions = (
+                "" if on_disk else _no_versions_message(model.config.name, model.config.base_path)
+            )
+            if model.no_versions:
+                # Every poll, as TF Serving does, until a version appears.
+                _LOG.warning(
+                    model.no_versions,
+                    extra={"event": "no_versions", "model": model.config.name},
+                )
             loads = []
             for v in sorted(wanted):
                 sv = model.versions.get(v)
@@ -337,6 +367,8 @@ class ModelManager:
         if wanted is None:
             available = [sv for sv in model.versions.values() if sv.state == "AVAILABLE"]
             if not available:
+                if not model.versions and model.no_versions:
+                    raise ServingError(Code.UNAVAILABLE, model.no_versions)
                 states = sorted({sv.state for sv in model.versions.values()}) or [
                     "no version on disk"
                 ]
@@ -361,6 +393,12 @@ class ModelManager:
         model = self._model(ref.name)
         wanted = self._version_for(model, ref)
         versions = sorted(model.versions.values(), key=lambda sv: -sv.version)
+        if not versions and model.no_versions:
+            # TF Serving's status call answers NOT_FOUND for a model with no version yet.
+            raise ServingError(
+                Code.NOT_FOUND,
+                f"Could not find any versions of model {ref.name}: {model.no_versions}",
+            )
         if wanted is not None:
             versions = [sv for sv in versions if sv.version == wanted]
             if not versions:
