@@ -285,6 +285,7 @@ class ServingCore:
                     deadline=deadline,
                     batchable=spec.batchable,
                     max_tokens=sv.max_seq_length,
+                    received=started,
                 )
             finally:
                 sv.release()
