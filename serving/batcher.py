@@ -67,7 +67,15 @@ _COST_SMOOTHING = 0.2
 # their deadline (the front, the load generator and longer-than-average batches share the
 # CPU); 2.5 let none miss, and the answered rate at 2x stayed at the closed-loop capacity.
 _HEADROOM = 2.5
-# Waits shorter than this are mostly timer noise: they do not calibrate the estimate.
+# Admission under load, once enough requests have been answered: the raw estimate of a
+# request's time to answer (wait + own cost) times this quantile of answered / estimated over
+# the recent requests must fit its deadline. A request that expired counts with its deadline
+# as its time (at least that). So about 1 - quantile of admitted requests can miss, whatever
+# the estimates get wrong (a busy machine, the front's CPU, grouping letting texts overtake).
+_FINISH_QUANTILE = 0.997
+_FINISH_SAMPLES = 2000
+_FINISH_MIN_SAMPLES = 200
+# Estimates below this are timer noise: they do not calibrate anything.
 _MIN_CALIBRATION_WAIT = 0.05
 # A batch's fixed cost in padded tokens, for planning batches (see batch_cost_model.py).
 _BATCH_COST_TOKENS = PRIOR_FIXED_TOKENS
@@ -93,6 +101,7 @@ class _Item:
     future: asyncio.Future[dict[str, np.ndarray]]
     solo: bool  # never merged with others (signature without a batch dimension, or batching off)
     predicted_wait: float = 0.0  # seconds, the raw estimate at admission
+    predicted_finish: float = 0.0  # seconds, raw estimated wait + own cost at admission
     cancelled: bool = False
 
 
@@ -130,6 +139,9 @@ class Batcher:
         # batches, a busy event loop, length grouping letting short texts overtake long ones).
         self._wait_scale = 1.0
         self._running_seconds = 0.0  # estimated cost of the batches running now
+        # Answered (or expired) time / raw estimate at admission, of recent requests.
+        self._finish_ratios: collections.deque[float] = collections.deque(maxlen=_FINISH_SAMPLES)
+        self._finish_scale: float | None = None  # cached quantile, None: recompute
 
     @property
     def queued_requests(self) -> int:
@@ -247,16 +259,31 @@ class Batcher:
         raw_wait = self._raw_wait()
         own = self._own_seconds(key, rows, tokens, 1)
         finish = raw_wait * self._wait_scale + own
+        margin = finish * _HEADROOM
+        scale = self._measured_finish_scale()
+        if scale is not None:
+            margin = (raw_wait + own) * scale
+            finish = margin
         # Nothing ahead of it: what fits its deadline runs (_admit_size refused what does not);
         # the headroom is for the uncertainty of the wait behind other work.
-        if raw_wait > 0.0 and now + finish * _HEADROOM > deadline:
+        if raw_wait > 0.0 and now + margin > deadline:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
                 f"the server is overloaded: this request would be answered in about "
                 f"{finish * 1e3:.0f} ms, too close to or beyond its deadline "
                 f"({max(0.0, deadline - now) * 1e3:.0f} ms); back off and retry",
             )
-        item = _Item(inputs, rows, tokens, deadline, now, loop.create_future(), solo, raw_wait)
+        item = _Item(
+            inputs,
+            rows,
+            tokens,
+            deadline,
+            now,
+            loop.create_future(),
+            solo,
+            raw_wait,
+            raw_wait + own,
+        )
         self._queues.setdefault(qkey, collections.deque()).append(item)
         self._queued_rows[qkey] += rows
         self._queued_tokens[qkey] += rows * tokens
@@ -269,9 +296,26 @@ class Batcher:
             return await item.future
         except asyncio.CancelledError:
             self._forget(qkey, item)
+            # Mostly a gRPC deadline that passed before ours fired: count it as a miss.
+            self._record_finish(item, max(time.monotonic(), item.deadline) - item.enqueued)
             raise
         finally:
             timer.cancel()
+
+    def _measured_finish_scale(self) -> float | None:
+        if len(self._finish_ratios) < _FINISH_MIN_SAMPLES:
+            return None
+        if self._finish_scale is None:
+            q = float(np.quantile(np.fromiter(self._finish_ratios, float), _FINISH_QUANTILE))
+            self._finish_scale = max(1.0, q)
+        return self._finish_scale
+
+    def _record_finish(self, item: _Item, seconds: float) -> None:
+        if item.predicted_wait <= 0.0:
+            return  # admitted onto an idle server: not what the ratio guards
+        self._finish_ratios.append(seconds / max(item.predicted_finish, _MIN_CALIBRATION_WAIT))
+        if len(self._finish_ratios) % 64 == 0:
+            self._finish_scale = None
 
     def estimated_wait(self) -> float:
         """Seconds until a newly queued request would start: the queued and running work of
@@ -302,6 +346,7 @@ class Batcher:
         if item.future.done():
             return
         where = "while queued" if self._forget(qkey, item) else "while running"
+        self._record_finish(item, item.deadline - item.enqueued)
         item.future.set_exception(
             ServingError(Code.DEADLINE_EXCEEDED, f"deadline exceeded {where}")
         )
@@ -376,6 +421,7 @@ class Batcher:
                 self._dequeued(qkey, item)
                 item.cancelled = True
                 if not item.future.done():
+                    self._record_finish(item, item.deadline - item.enqueued)
                     item.future.set_exception(
                         ServingError(Code.DEADLINE_EXCEEDED, "deadline exceeded while queued")
                     )
@@ -465,6 +511,10 @@ class Batcher:
             self._metrics.inference_latency.labels(model, str(key[1])).observe(seconds)
             # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
             cost_model.observe(padded_tokens=tokens, seconds=time.monotonic() - sent)
+            answered = time.monotonic()
+            for it in items:
+                if not it.future.done():
+                    self._record_finish(it, answered - it.enqueued)
             if len(items) == 1 and padded_rows == rows:
                 if not items[0].future.done():
                     items[0].future.set_result(outputs)

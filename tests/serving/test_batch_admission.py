@@ -134,3 +134,95 @@ def test_cost_model_without_spread_keeps_the_per_token_cost_of_tiny_batches_smal
     # The old running ratio taught 0.004 s per token (2 s for 512 tokens).
     assert cost.seconds(padded_tokens=512) < 0.2
     assert cost.seconds(padded_tokens=3) == pytest.approx(0.012, rel=0.01)
+
+
+def test_at_3x_load_almost_no_admitted_request_misses_its_deadline() -> None:
+    """Defect 8: 3.6% of admitted requests missed 2 s deadlines at 3x load.
+
+    What the batch costs do not show (here: the event loop busy ~40% of the time in bursts,
+    as a front decoding a flood of requests is) made the fixed 2.5x headroom too small. The
+    admission now scales its estimates by a high quantile of answered / estimated times.
+    Thresholds are loose on purpose (a shared machine): the fixed headroom missed ~18%.
+    """
+    import random
+
+    rng = random.Random(0)
+
+    async def model(
+        key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
+        texts = list(inputs["text"])
+        longest = max(estimated_tokens(len(t)) for t in texts)
+        cost = 0.004 + 0.00002 * len(texts) * longest
+        await asyncio.sleep(cost * rng.uniform(0.7, 1.6))
+        return {"length": np.array([len(t) for t in texts], dtype=np.int64)}, 0.0
+
+    async def main() -> dict[str, int]:
+        settings = BatcherSettings(
+            enabled=True,
+            max_batch_size=32,
+            batch_timeout_s=0.0,
+            max_enqueued_batches=1000,
+            slots=1,
+            allowed_batch_sizes=(),
+            max_queued_requests=100_000,
+            length_grouping=True,
+            max_batch_tokens=4096,
+        )
+        b = Batcher(run=model, settings=settings, metrics=ServingMetrics())
+        texts = [b"x" * rng.randrange(20, 400) for _ in range(1000)]
+
+        async def busy_loop() -> None:
+            while True:
+                time.sleep(0.004 * rng.uniform(0.5, 3.0))  # noqa: ASYNC251 - the point
+                await asyncio.sleep(0.006)
+
+        async def one(text: bytes, deadline_s: float) -> str:
+            try:
+                await _submit_raw(b, text, deadline_s)
+            except ServingError as exc:
+                return exc.code.name
+            return "OK"
+
+        hog = asyncio.ensure_future(busy_loop())
+        done, stop = 0, time.monotonic() + 2.0
+
+        async def closed(i: int) -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                ok = await one(texts[(7 * i + done) % len(texts)], 30.0) == "OK"
+                done += ok
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(closed(i) for i in range(32)))
+        rate = 3 * done / (time.monotonic() - t0)
+        tasks, n, t0 = [], 0, time.monotonic()
+        while (now := time.monotonic()) < t0 + 5.0:
+            due = t0 + n / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            tasks.append(asyncio.ensure_future(one(texts[n % len(texts)], 0.5)))
+            n += 1
+        codes: dict[str, int] = {}
+        for code in await asyncio.gather(*tasks):
+            codes[code] = codes.get(code, 0) + 1
+        hog.cancel()
+        return codes
+
+    codes = asyncio.run(main())
+    admitted = codes.get("OK", 0) + codes.get("DEADLINE_EXCEEDED", 0)
+    assert set(codes) <= {"OK", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}, codes
+    assert codes.get("RESOURCE_EXHAUSTED", 0) > 0  # it was overloaded: the excess is refused
+    assert admitted > 0 and codes.get("DEADLINE_EXCEEDED", 0) <= 0.03 * admitted, codes
+
+
+async def _submit_raw(b: Batcher, text: bytes, deadline_s: float) -> dict[str, np.ndarray]:
+    return await b.submit(
+        key=KEY,
+        signature="s",
+        inputs={"text": np.array([text], dtype=object)},
+        rows=1,
+        text_length=len(text),
+        deadline=time.monotonic() + deadline_s,
+        batchable=True,
+    )
