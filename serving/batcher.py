@@ -162,23 +162,20 @@ class Batcher:
         deadline: float,
         batchable: bool,
         max_tokens: int = 0,
-        received: float | None = None,
     ) -> dict[str, np.ndarray]:
         """Run ``inputs`` (all with ``rows`` rows when ``batchable``) and return this request's
         outputs. ``text_length``: the longest text in UTF-8 bytes; ``max_tokens``: the model's
-        max_seq_length (0 if unknown); ``received``: when the request reached the server
-        (time.monotonic(); default now), the start of the time its deadline gave it.
+        max_seq_length (0 if unknown).
         """
-        received = time.monotonic() if received is None else received
         s = self._s
         solo = not (s.enabled and batchable)
         tokens = estimated_tokens(text_length, max_tokens) if text_length else 0
         if solo or rows <= s.max_batch_size:
-            self._admit_size(key, rows, tokens, deadline, received, chunks=1)
+            self._admit_size(key, rows, tokens, deadline, chunks=1)
             return await self._submit_one(key, signature, inputs, rows, tokens, deadline, solo)
         # Too big for one batch: split, queue the chunks, reassemble in order.
         chunks_n = math.ceil(rows / s.max_batch_size)
-        self._admit_size(key, rows, tokens, deadline, received, chunks=chunks_n)
+        self._admit_size(key, rows, tokens, deadline, chunks=chunks_n)
         chunks = []
         for start in range(0, rows, s.max_batch_size):
             part = {k: v[start : start + s.max_batch_size] for k, v in inputs.items()}
@@ -199,7 +196,6 @@ class Batcher:
         rows: int,
         tokens: int,
         deadline: float,
-        received: float,
         *,
         chunks: int,
     ) -> None:
@@ -210,13 +206,14 @@ class Batcher:
         own = self._own_seconds(key, rows, tokens, chunks) / min(chunks, self._s.slots)
         now = time.monotonic()
         left = deadline - now
-        if own > left and own <= deadline - received:
-            # It would have fitted the time it came with: that time went to waiting before it
-            # reached the batcher (a saturated front), which is overload.
+        if own > left and (self._busy or self._queued_requests):
+            # Under load the time it came with may have gone to waiting before it reached the
+            # batcher (a saturated front): overload, unless an idle server says otherwise.
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
                 f"the server is overloaded: this request reached the batcher with "
-                f"{max(0.0, left) * 1e3:.0f} ms left of its deadline; back off and retry",
+                f"{max(0.0, left) * 1e3:.0f} ms left of its deadline and needs about "
+                f"{own * 1e3:.0f} ms ({rows} texts, ~{tokens} tokens each); back off and retry",
             )
         if own > left:
             raise ServingError(
