@@ -94,28 +94,26 @@ class ByteLevelBpeTokenizer(tf.Module):
             merged_by_rank[rank] = merged
         self._merged_by_rank = tf.constant(merged_by_rank, tf.int32)
 
-        # Two passes as in the reference: tokens matched in the raw text, then "normalized" ones.
-        self._added_patterns = [
-            pattern
-            for pattern in (
-                _added_token_pattern(
-                    [token for token in tables.added_tokens if token.normalized == normalized],
-                    tables.strip_whitespace,
-                )
-                for normalized in (False, True)
-            )
-            if pattern is not None
-        ]
+        # Two passes as in the reference: tokens matched in the raw text, then "normalized"
+        # ones in the text pieces left. Each pass recognizes only its own tokens: a text piece of
+        # the first pass may well be a second-pass token with spaces around it.
         whitespace = _re2_class(tables.strip_whitespace or " ")
         self._strip_pattern = f"^{whitespace}+|{whitespace}+$"
-        added = tables.added_tokens
-        self._added_ids = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant([token.content.encode() for token in added] or [b""], tf.string),
-                tf.constant([token.id for token in added] or [-1], tf.int32),
-            ),
-            default_value=-1,
-        )
+        self._added_patterns: list[str] = []
+        self._added_id_tables: list[tf.lookup.StaticHashTable] = []
+        for normalized in (False, True):
+            tokens = [token for token in tables.added_tokens if token.normalized == normalized]
+            if tokens:
+                self._added_patterns.append(_added_token_pattern(tokens, tables.strip_whitespace))
+                self._added_id_tables.append(
+                    tf.lookup.StaticHashTable(
+                        tf.lookup.KeyValueTensorInitializer(
+                            tf.constant([token.content.encode() for token in tokens], tf.string),
+                            tf.constant([token.id for token in tokens], tf.int32),
+                        ),
+                        default_value=-1,
+                    )
+                )
 
     @classmethod
     def from_checkpoint(
@@ -138,8 +136,8 @@ class ByteLevelBpeTokenizer(tf.Module):
         if not self._added_patterns:
             pieces = tf.ragged.boolean_mask(pieces, pieces != "")
         piece_token = tf.fill(tf.shape(pieces.flat_values), -1)
-        for pattern in self._added_patterns:
-            pieces, piece_token = self._split_added(pieces, piece_token, pattern)
+        for pattern, ids in zip(self._added_patterns, self._added_id_tables, strict=True):
+            pieces, piece_token = self._split_added(pieces, piece_token, pattern, ids)
         symbols, symbol_word, word_piece = self._initial_symbols(pieces.flat_values, piece_token)
         ids, symbol_word = self._merge(symbols, symbol_word)
         symbol_text = tf.gather(tf.gather(pieces.value_rowids(), word_piece), symbol_word)
@@ -148,7 +146,11 @@ class ByteLevelBpeTokenizer(tf.Module):
         )
 
     def _split_added(
-        self, pieces: tf.RaggedTensor, piece_token: tf.Tensor, pattern: str
+        self,
+        pieces: tf.RaggedTensor,
+        piece_token: tf.Tensor,
+        pattern: str,
+        token_ids: tf.lookup.StaticHashTable,
     ) -> tuple[tf.RaggedTensor, tf.Tensor]:
         """Splits the text pieces of [batch, (pieces)] on one pass's added tokens; returns the
         new pieces and each one's token id (-1: text). Empty pieces are dropped, as the
@@ -168,8 +170,9 @@ class ByteLevelBpeTokenizer(tf.Module):
             ends.flat_values - starts.flat_values,
         )
         # A piece of this pass's split is a token exactly when it matched the pattern, and then
-        # it equals the token with its swallowed whitespace; a text piece holds no token whole.
-        split_token = self._added_id(split)
+        # it is the token with its swallowed whitespace; a text piece holds none of this pass's
+        # tokens whole.
+        split_token = token_ids.lookup(tf.strings.regex_replace(split, self._strip_pattern, ""))
         split_rows = starts.row_splits
         kept_rows = tf.concat([[0], tf.cumsum(tf.cast(is_token, tf.int64))], axis=0)
         # Each old piece becomes either its split (text) or itself (an earlier token).
@@ -189,10 +192,6 @@ class ByteLevelBpeTokenizer(tf.Module):
         )
         regrouped = tf.RaggedTensor.from_row_splits(pieces_out, pieces.row_splits, validate=False)
         return regrouped.merge_dims(1, 2), tokens_out.flat_values
-
-    def _added_id(self, pieces: tf.Tensor) -> tf.Tensor:
-        """Id of each added-token match (its swallowed whitespace stripped); -1 for others."""
-        return self._added_ids.lookup(tf.strings.regex_replace(pieces, self._strip_pattern, ""))
 
     def _initial_symbols(
         self, pieces: tf.Tensor, piece_token: tf.Tensor
@@ -314,12 +313,10 @@ def _utf8_bytes(code_points: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.bitwise.bitwise_or(payload, prefix), char_splits
 
 
-def _added_token_pattern(tokens: list[AddedToken], whitespace: str) -> str | None:
+def _added_token_pattern(tokens: list[AddedToken], whitespace: str) -> str:
     """RE2 alternation that finds the tokens leftmost-longest (longer alternatives first: RE2
     takes the first alternative that matches at the leftmost position), with the whitespace an
     lstrip/rstrip token swallows."""
-    if not tokens:
-        return None
     space = _re2_class(whitespace) + "*"
     alternatives = [
         (space if token.lstrip else "") + _re2_literal(token.content) + (space if token.rstrip else "")
