@@ -18,11 +18,14 @@ import dataclasses
 import functools
 import json
 import os
+import tempfile
 import unicodedata
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from models.tokenizers.reference_tables import UnsupportedTokenizerError
+from models.tokenizers.errors import UnsupportedTokenizerError
+from models.tokenizers.special_tokens_template import SpecialTokensTemplate
 
 # Class codes of the pre-tokenizer regex, one per code point (ASCII letters so that the graph
 # can build a class string from them directly).
@@ -59,19 +62,19 @@ class ByteLevelBpeTables:
     vocab: Mapping[str, int]
     # Input byte -> id of its byte-level character in the vocabulary; -1: the reference drops it.
     byte_ids: tuple[int, ...]
-    # (left id, right id, merged id) in rank order; a pair listed twice keeps its last rank, as
-    # in the reference, and its earlier entries are absent.
-    merges: tuple[tuple[int, int, int, int], ...]  # (left, right, merged, rank)
+    # (left id, right id, merged id, rank) in rank order; a pair listed twice keeps its last
+    # rank, as in the reference, and its earlier entries are absent.
+    merges: tuple[tuple[int, int, int, int], ...]
     add_prefix_space: bool
     use_regex: bool
     added_tokens: tuple[AddedToken, ...]
     # The characters the reference's lstrip/rstrip swallow (Rust's Unicode White_Space).
     strip_whitespace: str
-    cls_token: str | None
-    sep_token: str | None
-    pad_token: str | None
-    mask_token: str | None
-    unk_token: str | None
+    # Special tokens around one or two segments, read from the reference's post-processor.
+    template: SpecialTokensTemplate
+    pad_token: str
+    mask_token: str
+    unk_token: str | None  # the BPE model's (None: unknown bytes are dropped)
 
     def token_id(self, token: str) -> int:
         return self._ids[token]
@@ -86,6 +89,16 @@ class ByteLevelBpeTables:
     def id_space(self) -> int:
         """One more than the largest id (vocabulary and added tokens)."""
         return max(self._ids.values()) + 1
+
+    def write_vocab_file(self) -> str:
+        """Writes every token, one per line in id order, to a new vocab.txt (the SavedModel's
+        vocabulary asset; a byte-level vocabulary has no line breaks in its tokens)."""
+        by_id = {index: token for token, index in self._ids.items()}
+        if sorted(by_id) != list(range(len(by_id))):
+            raise UnsupportedTokenizerError("BPE vocabulary ids are not contiguous from 0")
+        path = Path(tempfile.mkdtemp(prefix="textserve-vocab-")) / "vocab.txt"
+        path.write_text("".join(by_id[index] + "\n" for index in range(len(by_id))), "utf-8")
+        return os.fspath(path)
 
     @property
     def char_classes(self) -> bytes:
@@ -122,12 +135,9 @@ class ByteLevelBpeTables:
         token_ids.update((added.content, added.id) for added in added_tokens)
 
         byte_ids = _byte_ids(vocab, model)
-        special = {
-            name: getattr(tokenizer, name, None)
-            for name in ("cls_token", "sep_token", "pad_token", "mask_token")
-        }
+        special = {name: getattr(tokenizer, name, None) for name in ("pad_token", "mask_token")}
         for name, token in special.items():
-            if token is not None and token not in token_ids:
+            if token is None or token not in token_ids:
                 raise UnsupportedTokenizerError(f"{name} {token!r} is missing from the vocabulary")
         return cls(
             vocab=vocab,
@@ -137,6 +147,7 @@ class ByteLevelBpeTables:
             use_regex=bool(pre_tokenizer.get("use_regex", True)),
             added_tokens=added_tokens,
             strip_whitespace=_strip_whitespace() if added_tokens else "",
+            template=SpecialTokensTemplate.from_reference(tokenizer),
             unk_token=model.get("unk_token"),
             **special,
         )

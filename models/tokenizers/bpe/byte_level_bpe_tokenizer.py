@@ -14,6 +14,7 @@ SavedModel and runs in TF Serving. Pipeline for one text (all vectorized over th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -27,6 +28,7 @@ from models.tokenizers.bpe.byte_level_bpe_tables import (
     AddedToken,
     ByteLevelBpeTables,
 )
+from models.tokenizers.text_tokenizer import TextTokenizer
 
 # Whitespace classes the graph refines by looking at the next character (RE2 has no lookahead):
 # a run's last character before a non-space is _SPACE_BEFORE_WORD when it is U+0020 (it joins
@@ -42,7 +44,7 @@ _UTF8_LEAD_MASK = (0, 0x7F, 0x1F, 0x0F, 0x07)  # by sequence length
 _UTF8_LEAD_PREFIX = (0, 0x00, 0xC0, 0xE0, 0xF0)
 
 
-class ByteLevelBpeTokenizer(tf.Module):
+class ByteLevelBpeTokenizer(TextTokenizer):
     """Tokenizes raw strings with byte-level BPE exactly like the checkpoint's fast tokenizer.
 
     Works eagerly and inside ``tf.function``; saves as part of any ``tf.Module`` and loads with
@@ -53,6 +55,7 @@ class ByteLevelBpeTokenizer(tf.Module):
 
         tokenizer = ByteLevelBpeTokenizer.from_checkpoint(path, max_seq_length=128)
         tokenizer.tokenize(tf.constant(["Hello world"]))  # [[ids of "Hello", "Ġworld"]]
+        tokenizer(tf.constant(["Hello world"]))  # <s> Hello Ġworld </s>, padded (RoBERTa)
 
     Literal added tokens in user text ("<mask>", "</s>", ...) become their ids as in the
     reference, including ``lstrip``/``rstrip`` (RoBERTa's "<mask>" swallows the space before it).
@@ -63,11 +66,23 @@ class ByteLevelBpeTokenizer(tf.Module):
         tables: ByteLevelBpeTables,
         *,
         max_seq_length: int,
+        length_buckets: Sequence[int] | None = None,
+        pad_to_longest: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(name=name)
+        super().__init__(
+            template=tables.template,
+            vocab_size=tables.id_space,
+            pad_id=tables.token_id(tables.pad_token),
+            mask_id=tables.token_id(tables.mask_token),
+            unk_id=None if tables.unk_token is None else tables.token_id(tables.unk_token),
+            max_seq_length=max_seq_length,
+            length_buckets=length_buckets,
+            pad_to_longest=pad_to_longest,
+            vocab_file=tables.write_vocab_file(),
+            name=name,
+        )
         self._tables = tables
-        self.max_seq_length = int(max_seq_length)
         self.add_prefix_space = tables.add_prefix_space
         self.use_regex = tables.use_regex
         self._id_space = tables.id_space
@@ -121,17 +136,25 @@ class ByteLevelBpeTokenizer(tf.Module):
         checkpoint_dir: str | os.PathLike[str],
         *,
         max_seq_length: int,
+        length_buckets: Sequence[int] | None = None,
+        pad_to_longest: bool = False,
     ) -> ByteLevelBpeTokenizer:
-        """Builds the tokenizer from a Hugging Face checkpoint directory's tokenizer files
-        (offline, ~5 s for the character classes). Raises ``UnsupportedTokenizerError`` for a
-        reference it cannot reproduce exactly."""
-        return cls(ByteLevelBpeTables.from_checkpoint(checkpoint_dir), max_seq_length=max_seq_length)
+        """Builds the tokenizer from a Hugging Face checkpoint directory's tokenizer files.
 
-    def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """[batch] strings -> [batch, (n)] int32 ids, without special tokens or truncation."""
-        text = tf.convert_to_tensor(text, tf.string)
-        if text.shape.rank is not None and text.shape.rank != 1:
-            raise ValueError(f"text must be a [batch] vector of strings, got shape {text.shape}")
+        Derives its tables from ``transformers.AutoTokenizer.from_pretrained(checkpoint_dir)``
+        (offline, ~5 s for the character classes, once per process). Raises
+        ``UnsupportedTokenizerError`` for a reference it cannot reproduce exactly.
+        """
+        return cls(
+            ByteLevelBpeTables.from_checkpoint(checkpoint_dir),
+            max_seq_length=max_seq_length,
+            length_buckets=length_buckets,
+            pad_to_longest=pad_to_longest,
+        )
+
+    def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """[batch] strings -> (flat int32 ids, int64 row splits [batch + 1]), without special
+        tokens or truncation."""
         pieces = tf.RaggedTensor.from_tensor(text[:, tf.newaxis])
         if not self._added_patterns:
             pieces = tf.ragged.boolean_mask(pieces, pieces != "")
@@ -141,9 +164,10 @@ class ByteLevelBpeTokenizer(tf.Module):
         symbols, symbol_word, word_piece = self._initial_symbols(pieces.flat_values, piece_token)
         ids, symbol_word = self._merge(symbols, symbol_word)
         symbol_text = tf.gather(tf.gather(pieces.value_rowids(), word_piece), symbol_word)
-        return tf.RaggedTensor.from_value_rowids(
+        ragged = tf.RaggedTensor.from_value_rowids(
             ids, symbol_text, nrows=tf.shape(text, out_type=tf.int64)[0], validate=False
         )
+        return ragged.flat_values, ragged.row_splits
 
     def _split_added(
         self,

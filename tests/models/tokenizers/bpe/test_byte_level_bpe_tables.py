@@ -30,7 +30,7 @@ from models.tokenizers.bpe.byte_level_bpe_tables import (
     byte_level_alphabet,
     char_classes,
 )
-from models.tokenizers.reference_tables import UnsupportedTokenizerError
+from models.tokenizers.errors import UnsupportedTokenizerError
 from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint
 
 
@@ -70,7 +70,9 @@ def test_reads_vocabulary_merges_and_roberta_tokens(roberta_dir: Path) -> None:
     assert [token.content for token in tables.added_tokens] == ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     mask = tables.added_tokens[-1]
     assert (mask.lstrip, mask.rstrip, mask.normalized) == (True, False, False)
-    assert (tables.cls_token, tables.sep_token, tables.pad_token) == ("<s>", "</s>", "<pad>")
+    assert tables.template.start_of_sequence_id == tables.vocab["<s>"]
+    assert tables.template.end_of_segment_id == tables.vocab["</s>"]
+    assert (tables.pad_token, tables.mask_token, tables.unk_token) == ("<pad>", "<mask>", None)
     assert not tables.add_prefix_space and tables.use_regex
 
 

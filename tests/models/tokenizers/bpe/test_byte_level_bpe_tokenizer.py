@@ -15,11 +15,14 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import transformers
 
+from models import contract
 from models.probe_texts import PROBE_TEXTS
+from models.tokenizers import text_tokenizer_from_checkpoint
 from models.tokenizers.bpe.byte_level_bpe_tokenizer import ByteLevelBpeTokenizer
 from tests.support.byte_level_bpe_checkpoint import (
     ROBERTA_SPECIALS,
@@ -80,6 +83,46 @@ def assert_ids_equal(tokenizer: ByteLevelBpeTokenizer, reference: Any, texts: Se
     )
 
 
+def assert_packed_equal(
+    tokenizer: ByteLevelBpeTokenizer,
+    reference: Any,
+    texts: Sequence[str],
+    pairs: Sequence[str] | None = None,
+) -> None:
+    """``tokenizer(texts, pairs)`` equals ``reference(texts, pairs, truncation=True,
+    max_length=max_seq_length, padding="longest")``; columns past the reference's longest row
+    (up to the bucket) are padding, and RoBERTa's type ids are all 0."""
+    if pairs is None:
+        ours = tokenizer(tf.constant(list(texts)))
+        theirs = reference(
+            list(texts), truncation=True, max_length=tokenizer.max_seq_length, padding="longest"
+        )
+    else:
+        ours = tokenizer(tf.constant(list(texts)), tf.constant(list(pairs)))
+        theirs = reference(
+            list(texts),
+            list(pairs),
+            truncation=True,
+            max_length=tokenizer.max_seq_length,
+            padding="longest",
+        )
+    want_ids = np.array(theirs["input_ids"], np.int32)
+    want_mask = np.array(theirs["attention_mask"], np.int32)
+    got_ids = ours[contract.INPUT_WORD_IDS].numpy()
+    longest = want_ids.shape[1]
+    assert got_ids.shape[1] == tokenizer.bucket_width(tf.constant([longest])).numpy()
+    differing = np.flatnonzero((got_ids[:, :longest] != want_ids).any(axis=1))
+    assert not differing.size, (
+        f"{differing.size} of {len(texts)} rows differ; first {texts[differing[0]]!r}: "
+        f"{reference.convert_ids_to_tokens(got_ids[differing[0]])} != "
+        f"{reference.convert_ids_to_tokens(want_ids[differing[0]])}"
+    )
+    np.testing.assert_array_equal(ours[contract.INPUT_MASK].numpy()[:, :longest], want_mask)
+    assert (got_ids[:, longest:] == tokenizer.pad_id).all()
+    assert (ours[contract.INPUT_MASK].numpy()[:, longest:] == 0).all()
+    assert not ours[contract.INPUT_TYPE_IDS].numpy().any()
+
+
 @pytest.mark.slow
 def test_all_stsb_sentences_match_the_reference(
     tokenizer: ByteLevelBpeTokenizer, reference: Any
@@ -96,6 +139,46 @@ def test_all_stsb_sentences_match_the_reference(
 
 def test_probe_texts_match_the_reference(tokenizer: ByteLevelBpeTokenizer, reference: Any) -> None:
     assert_ids_equal(tokenizer, reference, PROBE_TEXTS)
+
+
+@pytest.mark.parametrize("max_seq_length", [16, MAX_SEQ_LENGTH])
+def test_probe_texts_pack_as_the_reference(
+    roberta_dir: Path, reference: Any, max_seq_length: int
+) -> None:
+    tokenizer = ByteLevelBpeTokenizer.from_checkpoint(roberta_dir, max_seq_length=max_seq_length)
+    texts = list(PROBE_TEXTS)
+    assert_packed_equal(tokenizer, reference, texts)
+    # <s> A </s></s> B </s>, longest_first truncation of the pair.
+    assert_packed_equal(tokenizer, reference, texts, texts[::-1])
+
+
+def test_stsb_pairs_pack_as_the_reference(
+    tokenizer: ByteLevelBpeTokenizer, reference: Any
+) -> None:
+    sentences = list(stsb_sentences())
+    first, second = sentences[0::2], sentences[1::2]
+    for start in range(0, len(first), 2048):
+        assert_packed_equal(
+            tokenizer, reference, first[start : start + 2048], second[start : start + 2048]
+        )
+
+
+def test_the_dispatcher_builds_it_with_roberta_special_tokens(
+    roberta_dir: Path, reference: Any
+) -> None:
+    tokenizer = text_tokenizer_from_checkpoint(roberta_dir, max_seq_length=32, pad_to_longest=True)
+    assert isinstance(tokenizer, ByteLevelBpeTokenizer)
+    ids = reference.convert_tokens_to_ids
+    assert tokenizer.special_tokens_dict() == {
+        "vocab_size": len(reference),
+        "padding_id": ids("<pad>"),
+        "start_of_sequence_id": ids("<s>"),
+        "end_of_segment_id": ids("</s>"),
+        "mask_id": ids("<mask>"),
+    }
+    vocab = Path(tokenizer.vocab_file).read_text(encoding="utf-8").splitlines()
+    assert vocab == reference.convert_ids_to_tokens(list(range(len(reference))))
+    assert_packed_equal(tokenizer, reference, ["a <mask> b", ""], ["", "c"])
 
 
 def test_random_unicode_texts_match_the_reference(
