@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from models import contract
 from models.bert.bert_encoder import BertEncoder
+from models.export.entity_grouper import EntityGrouper
 from models.layers.classification_head import ClassificationHead
 from models.layers.masked_lm_head import MaskedLMHead
 from models.layers.sentence_embedding_head import SentenceEmbeddingHead
@@ -110,6 +111,12 @@ class TextModel(tf.Module):
                 ),
                 default_value="",
             )
+        if task == contract.TASK_TOKEN_CLASSIFICATION:
+            self._entity_grouper = EntityGrouper(
+                id2label=self.id2label,
+                vocab_file=getattr(self, contract.ATTR_VOCAB_FILE),
+                unk_id=-1 if tokenizer.unk_id is None else tokenizer.unk_id,
+            )
         # autograph=False everywhere: nothing here branches on tensors, and autograph's source
         # conversion of the tokenizer and Keras code costs ~10 s per trace.
         self._run_encoder = tf.function(
@@ -186,7 +193,39 @@ class TextModel(tf.Module):
     # --- signatures ---------------------------------------------------------------------------
     @tf.function(autograph=False, input_signature=[_TEXT_SPEC])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self.task_outputs(self.preprocess(text))
+        inputs = self.preprocess(text)
+        outputs = self.task_outputs(inputs)
+        if self.task == contract.TASK_TOKEN_CLASSIFICATION:
+            outputs.update(self._entities(text, inputs[contract.INPUT_WORD_IDS], outputs))
+        return outputs
+
+    def _entities(
+        self, text: tf.Tensor, word_ids: tf.Tensor, outputs: dict[str, tf.Tensor]
+    ) -> dict[str, tf.Tensor]:
+        """The pipeline's entities: token offsets from the tokenizer, laid out like the packed
+        input ([CLS] first, truncated to max_seq_length) and grouped by :class:`EntityGrouper`."""
+        _, starts, ends = self.tokenizer.tokenize_with_offsets(text)
+        batch = tf.shape(word_ids, out_type=tf.int64)[0]
+        width = tf.shape(word_ids, out_type=tf.int64)[1]
+        kept = self.tokenizer.max_seq_length - 2
+
+        def packed(offsets: tf.RaggedTensor) -> tf.Tensor:
+            dense = tf.cast(offsets[:, :kept].to_tensor(-1), tf.int32)
+            dense = tf.concat([tf.fill(tf.stack([batch, 1]), -1), dense], axis=1)
+            return tf.pad(
+                dense,
+                [[0, 0], [0, width - tf.shape(dense, out_type=tf.int64)[1]]],
+                constant_values=-1,
+            )
+
+        start, end = packed(starts), packed(ends)
+        # The reference's special_tokens_mask marks the tokens the packing added ([CLS],
+        # [SEP]; padding here), not literal special tokens in the text: those are entities'
+        # tokens like any other, and positions without an offset are exactly the added ones.
+        special = start < 0
+        return self._entity_grouper(
+            text, word_ids, special, start, end, outputs[contract.TOKEN_PROBABILITIES]
+        )
 
     @tf.function(autograph=False, input_signature=[_TEXT_SPEC, _TEXT_PAIR_SPEC])
     def serve_pair(self, text: tf.Tensor, text_pair: tf.Tensor) -> dict[str, tf.Tensor]:

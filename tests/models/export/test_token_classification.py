@@ -148,6 +148,13 @@ def _assert_same_entities(ours: dict[str, tf.Tensor], expected: list[list[dict[s
         assert set(ours[contract.ENTITY_STARTS].numpy()[row, padding].tolist()) <= {-1}
 
 
+def test_served_entities_match_the_pipeline(token_export: Path, token_checkpoint: Path) -> None:
+    """serving_default computes the entities in the graph, from its own tokenizer's offsets."""
+    loaded = tf.saved_model.load(str(token_export))
+    ours = loaded.signatures[contract.SERVING_DEFAULT](text=tf.constant(SENTENCES))
+    _assert_same_entities(ours, _pipeline_entities(token_checkpoint))
+
+
 @pytest.mark.parametrize(
     ("kind", "task", "message"),
     [
