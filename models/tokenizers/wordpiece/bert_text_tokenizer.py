@@ -99,6 +99,7 @@ class BertTextTokenizer(TextTokenizer):
         # leftmost-longest; with the longer alternative tried first they agree.
         literal = sorted(tables.literal_tokens, key=lambda token: (-len(token), token))
         whitespace = "[" + "".join(_re2_literal(char) for char in WHITESPACE) + "]*"
+        self._whitespace = whitespace
         alternatives = []
         for token in literal:
             lstrip, rstrip = tables.literal_strip.get(token, (False, False))
@@ -215,7 +216,7 @@ class BertTextTokenizer(TextTokenizer):
         flat = pieces.flat_values
         # Code point where each piece starts in its text: pieces tile the text, so it is the
         # running count of the row's earlier pieces' characters.
-        piece_chars = tf.strings.length(flat, unit="UTF8_CHAR", output_type=tf.int64)
+        piece_chars = _char_length(flat)
         running_chars = tf.cumsum(piece_chars, exclusive=True)
         piece_start = running_chars - tf.gather(
             tf.concat([running_chars, [0]], 0), tf.gather(pieces.row_splits, pieces.value_rowids())
@@ -227,7 +228,7 @@ class BertTextTokenizer(TextTokenizer):
             tf.range(tf.size(mapped, tf.int64)) - tf.gather(chars.row_splits, char_piece)
         )
         # Where each character's output starts in the concatenation of all joined pieces.
-        out_bytes = tf.strings.length(mapped, output_type=tf.int64)
+        out_bytes = tf.cast(tf.strings.length(mapped), tf.int64)
         out_start = tf.cumsum(out_bytes, exclusive=True)
         piece_base = tf.gather(tf.concat([[0], tf.cumsum(out_bytes)], 0), chars.row_splits)
 
@@ -235,7 +236,7 @@ class BertTextTokenizer(TextTokenizer):
         # Words with their byte ranges in the joined piece: split on the single-byte break and
         # count (tf-text's RegexSplit would stop at NUL), then drop the empty ones.
         split = tf.strings.split(self._literal_words(joined, literal_ids), sep=WORD_BREAK)
-        lengths = tf.strings.length(split.flat_values, output_type=tf.int64)
+        lengths = tf.cast(tf.strings.length(split.flat_values), tf.int64)
         running = tf.cumsum(lengths + 1, exclusive=True)
         begin_all = running - tf.gather(running, tf.gather(split.row_splits, split.value_rowids()))
         non_empty = lengths > 0
@@ -260,11 +261,14 @@ class BertTextTokenizer(TextTokenizer):
         token_word = pieces_per_word.value_rowids()
         whole = tf.gather(override >= 0, token_word)
         base = tf.gather(tf.gather(piece_base, word_piece), token_word)
-        first_byte = base + tf.where(
-            whole, tf.gather(word_begin, token_word), begin.flat_values
+        word_start = tf.gather(word_begin, token_word)
+        first_byte = (
+            base + word_start + tf.where(whole, tf.zeros_like(begin.flat_values), begin.flat_values)
         )
         last_byte = (
-            base + tf.where(whole, tf.gather(word_end, token_word), end.flat_values) - 1
+            base
+            + tf.where(whole, tf.gather(word_end, token_word), word_start + end.flat_values)
+            - 1
         )
         last_char = tf.maximum(tf.size(out_start, tf.int64) - 1, 0)
 
@@ -276,15 +280,19 @@ class BertTextTokenizer(TextTokenizer):
 
         starts = source(first_byte)
         ends = source(last_byte) + 1
-        # A literal special token spans its whole piece (with the whitespace it strips).
+        # A literal special token spans its match without the whitespace it strips.
+        token_start, token_end = piece_start, piece_start + piece_chars
+        if self._literal_core is not None:
+            token_start += piece_chars - _char_length(
+                tf.strings.regex_replace(flat, f"^{self._whitespace}", "")
+            )
+            token_end -= piece_chars - _char_length(
+                tf.strings.regex_replace(flat, f"{self._whitespace}$", "")
+            )
         token_piece = tf.gather(word_piece, token_word)
         literal = tf.gather(literal_ids, token_piece) >= 0
-        starts = tf.where(literal, tf.gather(piece_start, token_piece), starts)
-        ends = tf.where(
-            literal,
-            tf.gather(piece_start + piece_chars, token_piece),
-            ends,
-        )
+        starts = tf.where(literal, tf.gather(token_start, token_piece), starts)
+        ends = tf.where(literal, tf.gather(token_end, token_piece), ends)
         splits = tf.gather(
             pieces_per_word.row_splits, tf.gather(words.row_splits, pieces.row_splits)
         )
@@ -338,6 +346,10 @@ class BertTextTokenizer(TextTokenizer):
     def _overridden(self, pieces_per_word: tf.RaggedTensor, override: tf.Tensor) -> tf.Tensor:
         piece_override = tf.gather(override, pieces_per_word.value_rowids())
         return tf.where(piece_override >= 0, piece_override, pieces_per_word.flat_values)
+
+
+def _char_length(text: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.int64)
 
 
 def _re2_literal(text: str) -> str:
