@@ -1,9 +1,11 @@
 """``ServingCore``: the engine behind ``serving.core_api.InferenceCore``.
 
-validate (against the version's SignatureDef) -> enqueue (batcher) -> run (TF worker process)
--> split the outputs back. Owns the worker's supervision: when the worker dies, in-flight
-requests fail with UNAVAILABLE, every version goes back to LOADING, a new worker is spawned
-and the versions are reloaded and warmed before they are AVAILABLE again.
+resolve (model manager) -> enqueue (batcher) -> run (TF worker process) -> split the outputs
+back; what TF Serving answers around that is ``serving.tf_serving_api``'s. The TF workers
+are a ``WorkerPool`` (blue/green across reloads, optional hot standby); when the active worker
+dies and no standby takes over, in-flight requests fail with UNAVAILABLE, every version goes
+back to LOADING, a new worker is started and the versions are reloaded and warmed before they
+are AVAILABLE again.
 """
 
 from __future__ import annotations
@@ -12,23 +14,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from models import contract
 from serving.batcher import Batcher, BatcherSettings
-from serving.core_api import ModelMetadata, ModelRef, PredictCall, PredictResult, VersionStatus
+from serving.config_files import load_model_config_file, parse_model_server_config
+from serving.core_api import (
+    UNKNOWN_MODEL,
+    ModelRef,
+    RequestScope,
+    Servable,
+    VersionState,
+    VersionStatus,
+)
 from serving.errors import Code, ServingError
 from serving.model_manager import ModelManager, ServableVersion
-from serving.server_config import (
-    ConfigError,
-    ServerConfig,
-    load_model_config_file,
-    parse_model_server_config,
-)
+from serving.served_signature import ServedSignature, ValidatedInputs
+from serving.server_config import ConfigError, ServerConfig
 from serving.serving_metrics import ServingMetrics
-from serving.worker_process import WorkerProcess
+from serving.worker_pool import WorkerPool, WorkerSettings
 
 _LOG = logging.getLogger("textserve.core")
 
@@ -40,15 +45,25 @@ class ServingCore:
 
         core = ServingCore(config)
         await core.start()
-        inputs = TensorCodec().check_inputs({"text": np.array([b"hello"], dtype=object)})
-        result = await core.predict(PredictCall(ModelRef("minilm"), "serving_default", inputs))
+        api = TfServingApi(core)  # what the fronts call
+        ...
         await core.stop()
     """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = ServingMetrics()
-        self._worker: WorkerProcess | None = None
+        self._pool = WorkerPool(
+            settings=WorkerSettings(
+                num_threads=config.batching.num_batch_threads,
+                intra_op=config.intra_op_parallelism,
+                inter_op=config.inter_op_parallelism,
+                warmup=config.enable_model_warmup,
+            ),
+            standby=config.worker_standby,
+            on_lost=self._on_worker_lost,
+            metrics=self.metrics,
+        )
         self._manager = ModelManager(
             load=self._load,
             unload=self._unload,
@@ -89,22 +104,18 @@ class ServingCore:
         The worker imports TensorFlow and loads models while the caller starts the fronts
         (which do not import TensorFlow: their ports listen within about a second).
         """
-        worker = self._new_worker()
-        worker.spawn()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._initial_load(worker)))
+        self._pool.spawn_first()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._initial_load()))
 
-    async def _initial_load(self, worker: WorkerProcess) -> None:
+    async def _initial_load(self) -> None:
         try:
-            await worker.wait_ready()
-            self._worker = worker
-            _LOG.info("worker started", extra={"event": "worker_started", "pid": worker.pid})
+            await self._pool.wait_first()
         except ServingError as exc:
             # Its death handler starts the supervised restart; load the models after it.
             _LOG.error(
                 "worker failed to start",
                 extra={"event": "worker_start_failed", "error": exc.message},
             )
-            worker.kill()
             while self._restarting is None:
                 await asyncio.sleep(0.1)
             await self._restarting
@@ -153,12 +164,11 @@ class ServingCore:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._worker is not None:
-            await self._worker.stop()
+        await self._pool.stop()
 
     @property
     def worker_pid(self) -> int | None:
-        return self._worker.pid if self._worker is not None and self._worker.alive else None
+        return self._pool.active_pid
 
     @property
     def inflight(self) -> int:
@@ -166,63 +176,30 @@ class ServingCore:
 
     # --- worker ----------------------------------------------------------------------------
 
-    def _new_worker(self) -> WorkerProcess:
-        cfg = self.config
-        return WorkerProcess(
-            num_threads=cfg.batching.num_batch_threads,
-            intra_op=cfg.intra_op_parallelism,
-            inter_op=cfg.inter_op_parallelism,
-            on_exit=self._on_worker_exit,
-        )
-
-    async def _spawn_worker(self) -> None:
-        worker = self._new_worker()
-        await worker.start()
-        self._worker = worker
-        _LOG.info("worker started", extra={"event": "worker_started", "pid": worker.pid})
-
-    def _on_worker_exit(self, exitcode: int | None) -> None:
+    def _on_worker_lost(self) -> None:
+        """The active worker died and no hot standby could take over: reload everything."""
         if self._stopping:
             return
-        self.metrics.worker_restarts.inc()
         self._restarting = asyncio.get_running_loop().create_task(self._restart_worker())
 
     async def _restart_worker(self) -> None:
         versions = self._manager.mark_all_loading()
-        backoff = 0.5
-        while not self._stopping:
-            try:
-                await self._spawn_worker()
-                break
-            except ServingError as exc:
-                _LOG.error(
-                    "worker restart failed",
-                    extra={"event": "worker_restart_failed", "error": exc.message},
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        await self._pool.restart()
         await self._manager.reload(versions)
         _LOG.info("worker restarted", extra={"event": "worker_restarted", "pid": self.worker_pid})
 
-    def _current_worker(self) -> WorkerProcess:
-        worker = self._worker
-        if worker is None or not worker.alive:
-            raise ServingError(Code.UNAVAILABLE, "the TF worker is restarting; retry shortly")
-        return worker
-
-    async def _load(self, key: tuple[str, int], path: str) -> int:
-        return int(
-            await self._current_worker().call("load", key, path, self.config.enable_model_warmup)
-        )
+    async def _load(
+        self, key: tuple[str, int], path: str, keep: Mapping[tuple[str, int], str]
+    ) -> int:
+        return await self._pool.load(key, path, keep=keep)
 
     async def _unload(self, key: tuple[str, int]) -> None:
-        await self._current_worker().call("unload", key)
+        await self._pool.unload(key)
 
     async def _run(
         self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
     ) -> tuple[dict[str, np.ndarray], float]:
-        outputs, seconds = await self._current_worker().call("run", key, signature, inputs)
-        return outputs, seconds
+        return await self._pool.run(key, signature, inputs)
 
     # --- polling -------------------------------------------------------------------------
 
@@ -262,64 +239,19 @@ class ServingCore:
 
     # --- InferenceCore ---------------------------------------------------------------------
 
-    async def predict(self, call: PredictCall) -> PredictResult:
+    @contextlib.contextmanager
+    def request_scope(self, *, api: str) -> Iterator[RequestScope]:
         started = time.monotonic()
-        api, model = call.api, call.model.name
+        scope = RequestScope(api=api)
         code = Code.OK
         self._inflight += 1
         self._idle.clear()
-        sv: ServableVersion | None = None
         try:
             if self._draining:
                 raise ServingError(
                     Code.UNAVAILABLE, "the server is shutting down; retry on another replica"
                 )
-            sv = self._manager.resolve(call.model)
-            signature = call.signature_name or contract.SERVING_DEFAULT
-            spec = sv.specs.get(signature)
-            if spec is None:
-                # TF Serving's status and words (predict_util.cc), plus what the model has.
-                raise ServingError(
-                    Code.FAILED_PRECONDITION,
-                    f'Serving signature key "{signature}" not found. Model {model!r} version '
-                    f"{sv.version} has {sorted(sv.specs)}",
-                )
-            unknown = [n for n in call.output_filter if n not in spec.outputs]
-            if unknown:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT,
-                    f"output tensor alias not found in signature {signature!r}: {unknown}; "
-                    f"outputs are {sorted(spec.outputs)}",
-                )
-            limits = self.config.limits
-            checked = spec.validate(call.inputs, exact_dtypes=api == "grpc")
-            deadline = (
-                call.deadline
-                if call.deadline is not None
-                else started + limits.default_deadline_ms / 1000
-            )
-            if deadline <= time.monotonic():
-                raise ServingError(
-                    Code.DEADLINE_EXCEEDED, "deadline exceeded before the request was queued"
-                )
-            sv.acquire()
-            try:
-                outputs = await self._batcher.submit(
-                    key=sv.key,
-                    signature=signature,
-                    inputs=checked.inputs,
-                    rows=checked.rows,
-                    text_length=checked.text_length,
-                    deadline=deadline,
-                    batchable=spec.batchable,
-                )
-            finally:
-                sv.release()
-            if call.output_filter:
-                outputs = {n: outputs[n] for n in call.output_filter}
-            return PredictResult(
-                model_name=model, version=sv.version, signature_name=signature, outputs=outputs
-            )
+            yield scope
         except ServingError as exc:
             code = exc.code
             raise
@@ -328,13 +260,12 @@ class ServingCore:
             raise
         except Exception as exc:  # a bug must still answer as an error, not kill the front
             code = Code.INTERNAL
-            _LOG.exception("predict failed", extra={"event": "predict_failed", "model": model})
+            _LOG.exception("request failed", extra={"event": "request_failed", "api": api})
             raise ServingError(Code.INTERNAL, f"internal error: {exc}") from exc
         finally:
             elapsed = time.monotonic() - started
-            label = model if sv is not None else "_unknown"
-            self.metrics.requests.labels(label, api, code.name).inc()
-            self.metrics.request_latency.labels(label, api).observe(elapsed)
+            self.metrics.requests.labels(scope.model, api, code.name).inc()
+            self.metrics.request_latency.labels(scope.model, api).observe(elapsed)
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
@@ -342,21 +273,48 @@ class ServingCore:
                 "request",
                 extra={
                     "event": "request",
-                    "model": model,
+                    "model": scope.model,
                     "api": api,
                     "code": code.name,
                     "seconds": round(elapsed, 6),
                 },
             )
 
+    def resolve(self, model: ModelRef) -> ServableVersion:
+        return self._manager.resolve(model)
+
+    async def run(
+        self,
+        servable: Servable,
+        signature: ServedSignature,
+        inputs: ValidatedInputs,
+        *,
+        deadline: float | None,
+    ) -> Mapping[str, np.ndarray]:
+        assert isinstance(servable, ServableVersion), "resolve() makes servables"
+        if deadline is None:
+            deadline = time.monotonic() + self.config.limits.default_deadline_ms / 1000
+        if deadline <= time.monotonic():
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED, "deadline exceeded before the request was queued"
+            )
+        servable.acquire()
+        try:
+            return await self._batcher.submit(
+                key=servable.key,
+                signature=signature.name,
+                inputs=inputs.inputs,
+                rows=inputs.rows,
+                text_length=inputs.text_length,
+                deadline=deadline,
+                batchable=signature.batchable,
+                max_tokens=servable.max_seq_length,
+            )
+        finally:
+            servable.release()
+
     def model_status(self, model: ModelRef) -> Sequence[VersionStatus]:
         return self._manager.status(model)
-
-    def model_metadata(self, model: ModelRef) -> ModelMetadata:
-        sv = self._manager.resolve(model)
-        return ModelMetadata(
-            model_name=model.name, version=sv.version, signature_defs=dict(sv.signature_defs)
-        )
 
     async def reload_config(self, model_server_config: bytes) -> None:
         try:
@@ -373,28 +331,20 @@ class ServingCore:
             if st.error_code
         ]
         if failed and not all(
-            any(st.state == "AVAILABLE" for st in self._manager.status(ModelRef(m.name)))
+            any(st.state == VersionState.AVAILABLE for st in self._manager.status(ModelRef(m.name)))
             for m in models
         ):
             raise ServingError(Code.UNKNOWN, "some models failed to load: " + "; ".join(failed))
 
     def is_serving(self) -> bool:
-        worker = self._worker
-        return (
-            not self._draining
-            and worker is not None
-            and worker.alive
-            and self._manager.all_available()
-        )
-
-    def signature_names(self, model: ModelRef) -> Sequence[str]:
-        return sorted(self._manager.resolve(model).specs)
+        return not self._draining and self._pool.alive and self._manager.all_available()
 
     def record_request(self, *, model: str, api: str, code: Code) -> None:
-        """Count a request a front rejected before it reached ``predict`` (bad wire format, too
-        big).
+        """Count a request a front rejected before it reached the core (bad wire format, too
+        big); names the server does not serve count as ``UNKNOWN_MODEL``.
         """
-        self.metrics.requests.labels(model or "_unknown", api, code.name).inc()
+        label = model if model in self._manager.model_names() else UNKNOWN_MODEL
+        self.metrics.requests.labels(label, api, code.name).inc()
 
     def render_metrics(self) -> tuple[bytes, str]:
         return self.metrics.render()
