@@ -1,0 +1,151 @@
+"""Tiny random checkpoints of each BERT family and their Keras vs PyTorch outputs on ids.
+
+Each family's tests describe it with a :class:`FamilyCase` (its transformers config and task
+classes); :func:`write_checkpoint` saves a tiny perturbed model the way ``save_pretrained`` does,
+:func:`keras_outputs` loads it through the strict loader into the family's encoder and head,
+:func:`torch_outputs` runs transformers on the same ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import contract
+
+TASK_CLASSES = ("base", "classification", "masked_lm")
+TASK_OF = {
+    "base": contract.TASK_EMBEDDING,
+    "classification": contract.TASK_CLASSIFICATION,
+    "masked_lm": contract.TASK_FILL_MASK,
+}
+ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyCase:
+    """One family as the tests build it: config factory, task classes, special ids."""
+
+    config: Callable[..., Any]
+    classes: dict[str, Any]
+    pad_id: int
+    #: Whether the family's tokenizers emit token type ids (BERT, ALBERT, ELECTRA).
+    uses_types: bool
+
+
+def perturbed_model(case: FamilyCase, kind: str, *, seed: int = 0, **config_kwargs: Any) -> Any:
+    """A random model of ``kind`` whose LayerNorms and biases are not the 1/0 init (a weight
+    that is not loaded, or loaded into the wrong place, then shows in the outputs)."""
+    import torch
+
+    extra: dict[str, Any] = {}
+    if kind == "classification":
+        extra = {"id2label": ID2LABEL, "label2id": {v: k for k, v in ID2LABEL.items()}}
+    config = case.config(**extra, **config_kwargs)
+    torch.manual_seed(seed)
+    model = case.classes[kind](config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name.lower() or name.endswith("bias"):
+                param.add_(torch.randn_like(param) * 0.1)
+            elif "relative_attention_bias" in name:
+                param.mul_(10.0)  # make MPNet's bias matter at tiny scale
+    return model
+
+
+def write_checkpoint(directory: Path, model: Any) -> Path:
+    model.save_pretrained(directory)
+    return directory
+
+
+def id_inputs(case: FamilyCase, *, vocab_size: int, pairs: bool, seed: int = 1) -> dict[str, Any]:
+    """Five rows of random ids of different lengths, padded with the family's pad id."""
+    rng = np.random.default_rng(seed)
+    lengths = [23, 15, 4, 19, 2]
+    ids = rng.integers(3, vocab_size, size=(len(lengths), max(lengths))).astype(np.int32)
+    ids[ids == case.pad_id] = 3
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+        ids[row, length:] = case.pad_id
+        if pairs and case.uses_types:
+            types[row, length // 2 : length] = 1
+    return {contract.INPUT_WORD_IDS: ids, contract.INPUT_MASK: mask, contract.INPUT_TYPE_IDS: types}
+
+
+def keras_outputs(directory: Path, task: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``sequence_output`` and the task output (``embedding``/``logits``/``mlm_logits`` at every
+    position) of the checkpoint loaded strictly into the family's Keras encoder and head."""
+    from models.export.exporter import build_encoder_and_head
+    from models.loading.checkpoint_loader import CheckpointLoader
+
+    encoder, head, _ = build_encoder_and_head(CheckpointLoader(directory), task=task)
+    encoded = encoder(inputs)
+    sequence = encoded[contract.SEQUENCE_OUTPUT]
+    result = {contract.SEQUENCE_OUTPUT: np.asarray(sequence)}
+    if task == contract.TASK_EMBEDDING:
+        result[contract.EMBEDDING] = np.asarray(head(sequence, inputs[contract.INPUT_MASK]))
+    elif task == contract.TASK_CLASSIFICATION:
+        result[contract.LOGITS] = np.asarray(head(encoded[contract.POOLED_OUTPUT])[contract.LOGITS])
+    else:
+        result[contract.MLM_LOGITS] = np.asarray(head(sequence))
+    return result
+
+
+def torch_outputs(
+    case: FamilyCase, model: Any, task: str, inputs: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """The same outputs from transformers (mean pooling for the embedding, as
+    sentence-transformers computes it)."""
+    import torch
+
+    feed = {
+        "input_ids": torch.tensor(inputs[contract.INPUT_WORD_IDS], dtype=torch.long),
+        "attention_mask": torch.tensor(inputs[contract.INPUT_MASK], dtype=torch.long),
+    }
+    if case.uses_types:
+        feed["token_type_ids"] = torch.tensor(inputs[contract.INPUT_TYPE_IDS], dtype=torch.long)
+    with torch.inference_mode():
+        out = model(**feed, output_hidden_states=True)
+    result = {contract.SEQUENCE_OUTPUT: out.hidden_states[-1].numpy()}
+    if task == contract.TASK_EMBEDDING:
+        hidden = out.last_hidden_state
+        mask = feed["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / torch.clamp(mask.sum(1), min=1e-9)
+        result[contract.EMBEDDING] = pooled.numpy()
+    elif task == contract.TASK_CLASSIFICATION:
+        result[contract.LOGITS] = out.logits.numpy()
+    else:
+        result[contract.MLM_LOGITS] = out.logits.numpy()
+    return result
+
+
+def max_diffs(
+    ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], mask: np.ndarray
+) -> dict[str, float]:
+    """Max abs difference per output; per-token outputs only at real (unpadded) tokens."""
+    keep = mask.astype(bool)
+    diffs = {}
+    for key, value in theirs.items():
+        diff = np.abs(ours[key] - value)
+        diffs[key] = float(diff[keep].max() if diff.ndim == 3 else diff.max())
+    return diffs
+
+
+def assert_matches_torch(
+    case: FamilyCase, directory: Path, model: Any, task: str, inputs: dict[str, Any]
+) -> dict[str, float]:
+    diffs = max_diffs(
+        keras_outputs(directory, task, inputs),
+        torch_outputs(case, model, task, inputs),
+        inputs[contract.INPUT_MASK],
+    )
+    tolerance = 1e-5 if task == contract.TASK_EMBEDDING else 1e-4
+    assert diffs[contract.SEQUENCE_OUTPUT] <= 1e-5, diffs
+    assert max(diffs.values()) <= tolerance, diffs
+    return diffs
