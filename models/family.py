@@ -165,7 +165,10 @@ FAMILIES: dict[str, Family] = {
         pooler_key=None,
         classifier_activation="relu",
         mlm_activation=None,
-        classifier_renames={"classifier.dense.": "pre_classifier.", "classifier.out_proj.": "classifier."},
+        classifier_renames={
+            "classifier.dense.": "pre_classifier.",
+            "classifier.out_proj.": "classifier.",
+        },
         mlm_renames=_mlm_renames(
             transform="vocab_transform.",
             layer_norm="vocab_layer_norm.",

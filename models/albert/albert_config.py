@@ -37,8 +37,14 @@ class AlbertConfig(BertConfig):
     @classmethod
     def _bert_spelling(cls, raw: dict[str, Any]) -> dict[str, Any]:
         # transformers' AlbertConfig defaults (a config.json may omit them).
-        return {"hidden_size": 4096, "num_attention_heads": 64, "intermediate_size": 16384,
-                "hidden_act": "gelu_new", "pad_token_id": 0, **raw}
+        return {
+            "hidden_size": 4096,
+            "num_attention_heads": 64,
+            "intermediate_size": 16384,
+            "hidden_act": "gelu_new",
+            "pad_token_id": 0,
+            **raw,
+        }
 
     @classmethod
     def _family_fields(cls, raw: dict[str, Any]) -> dict[str, Any]:

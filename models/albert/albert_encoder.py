@@ -63,7 +63,9 @@ class AlbertEncoder(BertEncoder):
         schedule = []
         for i in range(self.num_layers):
             start = (i // per_group) * self.inner_group_num
-            schedule.extend([layer] for layer in self.transformer_layers[start : start + self.inner_group_num])
+            schedule.extend(
+                [layer] for layer in self.transformer_layers[start : start + self.inner_group_num]
+            )
         return schedule
 
     def checkpoint_variables(self) -> dict[str, tuple[keras.Variable, bool]]:
@@ -89,5 +91,7 @@ class AlbertEncoder(BertEncoder):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(num_hidden_groups=self.num_hidden_groups, inner_group_num=self.inner_group_num)
+        config.update(
+            num_hidden_groups=self.num_hidden_groups, inner_group_num=self.inner_group_num
+        )
         return config

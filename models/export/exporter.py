@@ -383,9 +383,11 @@ def _verify(
     token_texts = check_token_parity(loaded, reference, texts)
     token_pairs = check_token_parity(loaded, reference, firsts, pairs=seconds)
     if task == contract.TASK_FILL_MASK:
-        # Fill-mask needs [MASK]s: one inside every probe text, a second in every other one.
+        # Fill-mask needs masks: one inside every probe text, a second in every other one
+        # (written the family's way: [MASK], <mask>).
+        mask = reference.tokenizer.mask_token
         texts = [
-            f"{t[: len(t) // 2]} [MASK] {t[len(t) // 2 :]}" + (" [MASK]." if i % 2 else "")
+            f"{t[: len(t) // 2]} {mask} {t[len(t) // 2 :]}" + (f" {mask}." if i % 2 else "")
             for i, t in enumerate(texts)
         ]
     steps.start("verifying outputs against PyTorch", total=len(texts) + _OUTPUT_PAIRS)

@@ -200,8 +200,10 @@ class CheckpointLoader:
 
     @property
     def has_classifier(self) -> bool:
-        return any(k.startswith(self.family.head_prefixes(contract.TASK_CLASSIFICATION))
-                   for k in self.tensors)
+        return any(
+            k.startswith(self.family.head_prefixes(contract.TASK_CLASSIFICATION))
+            for k in self.tensors
+        )
 
     @property
     def decoder_is_tied(self) -> bool:

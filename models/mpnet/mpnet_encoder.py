@@ -73,9 +73,7 @@ class MPNetEncoder(BertEncoder):
         **kwargs: Any,
     ) -> None:
         kwargs.pop("position_padding_id", None)  # always 1 (get_config returns it)
-        super().__init__(
-            type_vocab_size=type_vocab_size, position_padding_id=_PADDING_ID, **kwargs
-        )
+        super().__init__(type_vocab_size=type_vocab_size, position_padding_id=_PADDING_ID, **kwargs)
         self.relative_attention_num_buckets = relative_attention_num_buckets
         self.relative_attention_bias = keras.layers.Embedding(
             relative_attention_num_buckets, self.num_heads, name="relative_attention_bias"

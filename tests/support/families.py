@@ -149,3 +149,70 @@ def assert_matches_torch(
     assert diffs[contract.SEQUENCE_OUTPUT] <= 1e-5, diffs
     assert max(diffs.values()) <= tolerance, diffs
     return diffs
+
+
+# --- end-to-end exports (raw text in) ---------------------------------------------------------
+def with_wordpiece_tokenizer(directory: Path, tokenizer_class: Any) -> Path:
+    """Save ``tokenizer_class`` (a transformers WordPiece tokenizer) over the bundled MiniLM
+    vocabulary into ``directory``, as a released checkpoint ships it."""
+    import shutil
+
+    from models.bundled import bundled_checkpoint
+
+    shutil.copy(bundled_checkpoint() / "vocab.txt", directory / "vocab.txt")
+    # from_pretrained reads vocab.txt as for a released checkpoint (the constructor, given a
+    # vocab_file in transformers 5, may silently build an empty vocabulary).
+    tokenizer_class.from_pretrained(str(directory)).save_pretrained(directory)
+    return directory
+
+
+def wordpiece_vocab_size() -> int:
+    from models.bundled import bundled_checkpoint
+
+    return len((bundled_checkpoint() / "vocab.txt").read_text(encoding="utf-8").splitlines())
+
+
+def stsb_pairs(count: int) -> tuple[list[str], list[str]]:
+    """The first ``count`` sentence pairs of STS-B's English test split."""
+    import csv
+
+    from tests.support.data import STSB_EN
+
+    with STSB_EN.open(encoding="utf-8", newline="") as handle:
+        rows = [row for row, _ in zip(csv.reader(handle), range(count), strict=False)]
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
+def stsb_parity(output: Path, checkpoint: Path, *, task: str, count: int) -> float:
+    """Token parity, then the max abs output difference of an exported SavedModel against the
+    PyTorch reference on ``count`` STS-B sentences alone and as pairs (fill-mask: with a mask
+    in every sentence)."""
+    import tensorflow as tf
+
+    from models.export.export_verification import check_output_parity, check_token_parity
+    from models.export.reference import TorchReference
+
+    loaded = tf.saved_model.load(str(output))
+    reference = TorchReference(checkpoint, task=task, max_seq_length=128)
+    firsts, seconds = stsb_pairs(count)
+    assert check_token_parity(loaded, reference, firsts) == count
+    assert check_token_parity(loaded, reference, firsts, pairs=seconds) == count
+    if task == contract.TASK_FILL_MASK:
+        mask = reference.tokenizer.mask_token
+        firsts = [f"{t[: len(t) // 2]} {mask} {t[len(t) // 2 :]}" for t in firsts]
+    common: dict[str, Any] = {
+        "task": task,
+        "mask_id": reference.tokenizer.mask_token_id,
+        "id2label": tuple(ID2LABEL.values()) if task == contract.TASK_CLASSIFICATION else (),
+    }
+    single, _ = check_output_parity(loaded, reference, texts=firsts, **common)
+    pair, _ = check_output_parity(loaded, reference, texts=firsts, pairs=seconds, **common)
+    return max(single, pair)
+
+
+def report_signatures(output: Path) -> list[str]:
+    """The signatures an export's model card lists."""
+    import json
+
+    card = json.loads((output / contract.MODEL_CARD_FILE).read_text(encoding="utf-8"))
+    return list(card["signatures"])

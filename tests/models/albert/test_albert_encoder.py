@@ -26,9 +26,16 @@ _VOCAB = 99
 def _case(groups: int, inner: int) -> FamilyCase:
     return FamilyCase(
         config=lambda **kw: transformers.AlbertConfig(
-            vocab_size=_VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=4,
-            num_hidden_groups=groups, inner_group_num=inner, num_attention_heads=4,
-            intermediate_size=37, max_position_embeddings=40, **kw
+            vocab_size=_VOCAB,
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_hidden_groups=groups,
+            inner_group_num=inner,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=40,
+            **kw,
         ),
         classes={
             "base": transformers.AlbertModel,
@@ -72,8 +79,14 @@ def test_groups_of_several_layers_match_pytorch(checkpoints: dict[tuple[Any, str
 
 
 def test_one_layer_owns_the_weights_of_all() -> None:
-    encoder = AlbertEncoder(vocab_size=10, hidden_size=8, embedding_size=4, num_layers=6,
-                            num_heads=2, intermediate_size=8)
+    encoder = AlbertEncoder(
+        vocab_size=10,
+        hidden_size=8,
+        embedding_size=4,
+        num_layers=6,
+        num_heads=2,
+        intermediate_size=8,
+    )
     assert len(encoder.transformer_layers) == 1
     assert len(encoder._layer_schedule()) == 6
     keys = encoder.checkpoint_variables()
@@ -85,6 +98,12 @@ def test_one_layer_owns_the_weights_of_all() -> None:
 def test_uneven_groups_refused() -> None:
     with pytest.raises(CheckpointError, match="not a multiple of num_hidden_groups"):
         AlbertConfig.from_dict(
-            {"model_type": "albert", "vocab_size": 10, "hidden_size": 8,
-             "num_attention_heads": 2, "num_hidden_layers": 3, "num_hidden_groups": 2}
+            {
+                "model_type": "albert",
+                "vocab_size": 10,
+                "hidden_size": 8,
+                "num_attention_heads": 2,
+                "num_hidden_layers": 3,
+                "num_hidden_groups": 2,
+            }
         )

@@ -22,8 +22,13 @@ from tests.support.families import (
 _VOCAB = 99
 DISTILBERT = FamilyCase(
     config=lambda **kw: transformers.DistilBertConfig(
-        vocab_size=_VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-        max_position_embeddings=40, **kw
+        vocab_size=_VOCAB,
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=37,
+        max_position_embeddings=40,
+        **kw,
     ),
     classes={
         "base": transformers.DistilBertModel,
@@ -55,8 +60,15 @@ def test_matches_pytorch(checkpoints: dict[str, Any], kind: str, pairs: bool) ->
 @pytest.mark.parametrize("activation", ["relu", "gelu_new"])
 def test_activation_is_read_from_distilberts_own_key(activation: str) -> None:
     config = DistilBertConfig.from_dict(
-        {"model_type": "distilbert", "vocab_size": 10, "dim": 8, "n_layers": 3, "n_heads": 2,
-         "hidden_dim": 12, "activation": activation}
+        {
+            "model_type": "distilbert",
+            "vocab_size": 10,
+            "dim": 8,
+            "n_layers": 3,
+            "n_heads": 2,
+            "hidden_dim": 12,
+            "activation": activation,
+        }
     )
     assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (8, 3, 12)
     assert config.hidden_act == activation and config.type_vocab_size == 0
@@ -64,8 +76,14 @@ def test_activation_is_read_from_distilberts_own_key(activation: str) -> None:
 
 def test_has_no_pooler_and_round_trips() -> None:
     with pytest.raises(ValueError, match="no pooler"):
-        DistilBertEncoder(vocab_size=10, hidden_size=8, num_layers=1, num_heads=2,
-                          intermediate_size=8, use_pooler=True)
+        DistilBertEncoder(
+            vocab_size=10,
+            hidden_size=8,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=8,
+            use_pooler=True,
+        )
     encoder = DistilBertEncoder(
         vocab_size=10, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=8
     )

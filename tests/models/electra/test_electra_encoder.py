@@ -27,9 +27,13 @@ _VOCAB = 99
 def _case(embedding_size: int) -> FamilyCase:
     return FamilyCase(
         config=lambda **kw: transformers.ElectraConfig(
-            vocab_size=_VOCAB, embedding_size=embedding_size, hidden_size=32,
-            num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            max_position_embeddings=40, **kw
+            **{"vocab_size": _VOCAB, **kw},
+            embedding_size=embedding_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=40,
         ),
         classes={
             "base": transformers.ElectraModel,
@@ -83,8 +87,14 @@ def test_pretraining_discriminator_refused_unless_a_task_is_named(tmp_path: Path
 
 
 def test_projection_only_when_widths_differ() -> None:
-    narrow = ElectraEncoder(vocab_size=10, hidden_size=8, embedding_size=4, num_layers=1,
-                            num_heads=2, intermediate_size=8)
+    narrow = ElectraEncoder(
+        vocab_size=10,
+        hidden_size=8,
+        embedding_size=4,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=8,
+    )
     assert "embeddings_project.weight" in narrow.checkpoint_variables()
     assert narrow.checkpoint_variables()["embeddings.word_embeddings.weight"][0].shape == (10, 4)
     clone = ElectraEncoder.from_config(narrow.get_config())

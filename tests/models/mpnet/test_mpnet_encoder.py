@@ -24,8 +24,13 @@ from tests.support.families import (
 _VOCAB = 99
 MPNET = FamilyCase(
     config=lambda **kw: transformers.MPNetConfig(
-        vocab_size=_VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, max_position_embeddings=300, **kw
+        vocab_size=_VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=300,
+        **kw,
     ),
     classes={
         "base": transformers.MPNetModel,
@@ -72,8 +77,14 @@ def test_buckets_equal_transformers_for_every_offset() -> None:
 
 
 def test_get_config_round_trip() -> None:
-    encoder = MPNetEncoder(vocab_size=10, hidden_size=8, num_layers=1, num_heads=2,
-                           intermediate_size=8, relative_attention_num_buckets=16)
+    encoder = MPNetEncoder(
+        vocab_size=10,
+        hidden_size=8,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=8,
+        relative_attention_num_buckets=16,
+    )
     keys = encoder.checkpoint_variables()
     assert keys["encoder.relative_attention_bias.weight"][0].shape == (16, 2)
     assert "encoder.layer.0.attention.attn.q.weight" in keys

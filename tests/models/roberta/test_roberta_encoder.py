@@ -99,7 +99,11 @@ def test_type_ids_are_ignored(checkpoints: dict[tuple[str, str], Any]) -> None:
 
 def test_get_config_round_trip() -> None:
     encoder = RobertaEncoder(
-        vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=20,
+        vocab_size=50,
+        hidden_size=16,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=20,
         pad_token_id=3,
     )
     clone = RobertaEncoder.from_config(encoder.get_config())
