@@ -9,6 +9,7 @@ classes); :func:`write_checkpoint` saves a tiny perturbed model the way ``save_p
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,7 @@ def id_inputs(case: FamilyCase, *, vocab_size: int, pairs: bool, seed: int = 1) 
 def keras_outputs(directory: Path, task: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """``sequence_output`` and the task output (``embedding``/``logits``/``mlm_logits`` at every
     position) of the checkpoint loaded strictly into the family's Keras encoder and head."""
-    from models.export.exporter import build_encoder_and_head
-    from models.loading.checkpoint_loader import CheckpointLoader
-
-    encoder, head, _ = build_encoder_and_head(CheckpointLoader(directory), task=task)
+    encoder, head = _keras_model(str(directory), task)
     encoded = encoder(inputs)
     sequence = encoded[contract.SEQUENCE_OUTPUT]
     result = {contract.SEQUENCE_OUTPUT: np.asarray(sequence)}
@@ -95,6 +93,15 @@ def keras_outputs(directory: Path, task: str, inputs: dict[str, Any]) -> dict[st
     else:
         result[contract.MLM_LOGITS] = np.asarray(head(sequence))
     return result
+
+
+@functools.cache
+def _keras_model(directory: str, task: str) -> tuple[Any, Any]:
+    from models.export.exporter import build_encoder_and_head
+    from models.loading.checkpoint_loader import CheckpointLoader
+
+    encoder, head, _ = build_encoder_and_head(CheckpointLoader(directory), task=task)
+    return encoder, head
 
 
 def torch_outputs(
@@ -152,17 +159,24 @@ def assert_matches_torch(
 
 
 # --- end-to-end exports (raw text in) ---------------------------------------------------------
-def with_wordpiece_tokenizer(directory: Path, tokenizer_class: Any) -> Path:
+def wordpiece_tokenizer(directory: Path, tokenizer_class: Any) -> Any:
     """Save ``tokenizer_class`` (a transformers WordPiece tokenizer) over the bundled MiniLM
-    vocabulary into ``directory``, as a released checkpoint ships it."""
+    vocabulary into ``directory``, as a released checkpoint ships it; returns it."""
     import shutil
 
     from models.bundled import bundled_checkpoint
 
+    directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(bundled_checkpoint() / "vocab.txt", directory / "vocab.txt")
     # from_pretrained reads vocab.txt as for a released checkpoint (the constructor, given a
     # vocab_file in transformers 5, may silently build an empty vocabulary).
-    tokenizer_class.from_pretrained(str(directory)).save_pretrained(directory)
+    tokenizer = tokenizer_class.from_pretrained(str(directory))
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def with_wordpiece_tokenizer(directory: Path, tokenizer_class: Any) -> Path:
+    wordpiece_tokenizer(directory, tokenizer_class)
     return directory
 
 
@@ -216,3 +230,155 @@ def report_signatures(output: Path) -> list[str]:
 
     card = json.loads((output / contract.MODEL_CARD_FILE).read_text(encoding="utf-8"))
     return list(card["signatures"])
+
+
+def as_sentence_transformers(directory: Path, *, pooling: str, normalize: bool) -> Path:
+    """Add the files sentence-transformers saves (modules.json, 1_Pooling, 2_Normalize) to a
+    saved Hugging Face model, making ``directory`` a sentence-transformers checkpoint."""
+    import json
+
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    if normalize:
+        modules.append(
+            {
+                "idx": 2,
+                "name": "2",
+                "path": "2_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            }
+        )
+        (directory / "2_Normalize").mkdir()
+    (directory / "modules.json").write_text(json.dumps(modules))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    (directory / "1_Pooling").mkdir()
+    flags = {f"pooling_mode_{m}": m == pooling for m in ("cls_token", "mean_tokens", "max_tokens")}
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(flags))
+    return directory
+
+
+# --- offline tokenizers and text parity (the reference tokenizer's ids into both models) ------
+def _stsb_sentences(count: int) -> list[str]:
+    firsts, seconds = stsb_pairs(count)
+    return firsts + seconds
+
+
+def bpe_tokenizer(directory: Path) -> Any:
+    """RoBERTa's byte-level BPE trained on STS-B (``vocab.json``/``merges.txt``), loaded by
+    ``RobertaTokenizer.from_pretrained`` as for a released checkpoint."""
+    import tokenizers
+    import transformers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        _stsb_sentences(1500),
+        vocab_size=1000,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
+    bpe.save_model(str(directory))
+    tokenizer = transformers.RobertaTokenizer.from_pretrained(str(directory))
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def sentencepiece_tokenizer(directory: Path, *, family: str) -> Any:
+    """An XLM-R (``sentencepiece.bpe.model``) or ALBERT (``spiece.model``) tokenizer over a
+    Unigram model trained on STS-B, converted by transformers as for released checkpoints."""
+    import io
+
+    import sentencepiece
+    import transformers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {}
+    if family == "albert":
+        options = {
+            "pad_id": 0,
+            "unk_id": 1,
+            "bos_id": -1,
+            "eos_id": -1,
+            "control_symbols": "[CLS],[SEP],[MASK]",
+        }
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(_stsb_sentences(1500)),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=800,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        **options,
+    )
+    name = "spiece.model" if family == "albert" else "sentencepiece.bpe.model"
+    (directory / name).write_bytes(model.getvalue())
+    tokenizer_class = (
+        transformers.AlbertTokenizer if family == "albert" else transformers.XLMRobertaTokenizer
+    )
+    tokenizer = tokenizer_class.from_pretrained(str(directory))
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def text_batches(
+    tokenizer: Any, texts: list[str], pairs: list[str] | None, *, batch_size: int = 32
+) -> list[dict[str, Any]]:
+    """The reference tokenizer's ids, as the Keras encoder's inputs, in padded batches."""
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer(
+            texts[start : start + batch_size],
+            pairs[start : start + batch_size] if pairs is not None else None,
+            truncation=True,
+            max_length=128,
+            padding=True,
+            return_tensors="np",
+        )
+        ids = encoded["input_ids"].astype(np.int32)
+        types = encoded.get("token_type_ids")
+        batches.append(
+            {
+                contract.INPUT_WORD_IDS: ids,
+                contract.INPUT_MASK: encoded["attention_mask"].astype(np.int32),
+                contract.INPUT_TYPE_IDS: (
+                    np.zeros_like(ids) if types is None else types.astype(np.int32)
+                ),
+            }
+        )
+    return batches
+
+
+def text_parity(
+    case: FamilyCase, directory: Path, model: Any, task: str, tokenizer: Any, *, count: int
+) -> float:
+    """Max abs difference over PROBE_TEXTS and ``count`` STS-B sentences, alone and as pairs
+    (fill-mask: with the tokenizer's mask token in every text), asserting the tolerances."""
+    from models.export.export_verification import probe_pairs
+    from models.probe_texts import PROBE_TEXTS
+
+    batch_size = 32
+    if task == contract.TASK_FILL_MASK:
+        # Logits over the whole vocabulary at every position: fewer, smaller batches keep the
+        # memory (and time) of a 30k-word vocabulary low.
+        count, batch_size = min(count, 100), 8
+    firsts, seconds = stsb_pairs(count)
+    probe_firsts, probe_seconds = probe_pairs(list(PROBE_TEXTS))
+    texts, partners = firsts + probe_firsts, seconds + probe_seconds
+    if task == contract.TASK_FILL_MASK:
+        mask = tokenizer.mask_token
+        texts = [f"{t[: len(t) // 2]} {mask} {t[len(t) // 2 :]}" for t in texts]
+    worst = 0.0
+    for pairs in (None, partners):
+        for inputs in text_batches(tokenizer, texts, pairs, batch_size=batch_size):
+            worst = max(
+                worst, max(assert_matches_torch(case, directory, model, task, inputs).values())
+            )
+    return worst

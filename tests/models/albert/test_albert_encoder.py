@@ -17,16 +17,15 @@ from tests.support.families import (
     assert_matches_torch,
     id_inputs,
     perturbed_model,
+    sentencepiece_tokenizer,
+    text_parity,
     write_checkpoint,
 )
-
-_VOCAB = 99
 
 
 def _case(groups: int, inner: int) -> FamilyCase:
     return FamilyCase(
         config=lambda **kw: transformers.AlbertConfig(
-            vocab_size=_VOCAB,
             embedding_size=16,
             hidden_size=32,
             num_hidden_layers=4,
@@ -34,7 +33,7 @@ def _case(groups: int, inner: int) -> FamilyCase:
             inner_group_num=inner,
             num_attention_heads=4,
             intermediate_size=37,
-            max_position_embeddings=40,
+            max_position_embeddings=130,
             **kw,
         ),
         classes={
@@ -52,13 +51,20 @@ CASES = {(1, 1): _case(1, 1), (2, 2): _case(2, 2)}
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[Any, str], Any]:
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return sentencepiece_tokenizer(tmp_path_factory.mktemp("albert_tokenizer"), family="albert")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, tokenizer: Any
+) -> dict[tuple[Any, str], Any]:
     made = {}
     for sharing, case in CASES.items():
         for kind in TASK_CLASSES:
             if sharing != (1, 1) and kind != "base":
                 continue  # heads do not depend on the layer sharing
-            model = perturbed_model(case, kind)
+            model = perturbed_model(case, kind, vocab_size=len(tokenizer))
             directory = write_checkpoint(tmp_path_factory.mktemp(f"albert_{kind}"), model)
             made[sharing, kind] = (directory, model)
     return made
@@ -66,15 +72,28 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[Any, str
 
 @pytest.mark.parametrize("kind", TASK_CLASSES)
 @pytest.mark.parametrize("pairs", [False, True])
-def test_matches_pytorch(checkpoints: dict[tuple[Any, str], Any], kind: str, pairs: bool) -> None:
+def test_matches_pytorch(
+    checkpoints: dict[tuple[Any, str], Any], tokenizer: Any, kind: str, pairs: bool
+) -> None:
     directory, model = checkpoints[(1, 1), kind]
-    inputs = id_inputs(CASES[1, 1], vocab_size=_VOCAB, pairs=pairs)
+    inputs = id_inputs(CASES[1, 1], vocab_size=len(tokenizer), pairs=pairs)
     assert_matches_torch(CASES[1, 1], directory, model, TASK_OF[kind], inputs)
 
 
-def test_groups_of_several_layers_match_pytorch(checkpoints: dict[tuple[Any, str], Any]) -> None:
+@pytest.mark.parametrize("kind", TASK_CLASSES)
+def test_matches_pytorch_on_texts(
+    checkpoints: dict[tuple[Any, str], Any], tokenizer: Any, kind: str
+) -> None:
+    """PROBE_TEXTS and 300 STS-B sentences, alone and as pairs (SentencePiece tokenizer)."""
+    directory, model = checkpoints[(1, 1), kind]
+    text_parity(CASES[1, 1], directory, model, TASK_OF[kind], tokenizer, count=300)
+
+
+def test_groups_of_several_layers_match_pytorch(
+    checkpoints: dict[tuple[Any, str], Any], tokenizer: Any
+) -> None:
     directory, model = checkpoints[(2, 2), "base"]
-    inputs = id_inputs(CASES[2, 2], vocab_size=_VOCAB, pairs=True)
+    inputs = id_inputs(CASES[2, 2], vocab_size=len(tokenizer), pairs=True)
     assert_matches_torch(CASES[2, 2], directory, model, TASK_OF["base"], inputs)
 
 

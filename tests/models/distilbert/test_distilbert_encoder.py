@@ -16,18 +16,18 @@ from tests.support.families import (
     assert_matches_torch,
     id_inputs,
     perturbed_model,
+    text_parity,
+    wordpiece_tokenizer,
     write_checkpoint,
 )
 
-_VOCAB = 99
 DISTILBERT = FamilyCase(
     config=lambda **kw: transformers.DistilBertConfig(
-        vocab_size=_VOCAB,
         dim=32,
         n_layers=2,
         n_heads=4,
         hidden_dim=37,
-        max_position_embeddings=40,
+        max_position_embeddings=130,
         **kw,
     ),
     classes={
@@ -41,20 +41,37 @@ DISTILBERT = FamilyCase(
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return wordpiece_tokenizer(
+        tmp_path_factory.mktemp("distilbert_tokenizer"), transformers.DistilBertTokenizer
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> dict[str, Any]:
     made = {}
     for kind in TASK_CLASSES:
-        model = perturbed_model(DISTILBERT, kind)
+        model = perturbed_model(DISTILBERT, kind, vocab_size=len(tokenizer))
         made[kind] = (write_checkpoint(tmp_path_factory.mktemp(f"distilbert_{kind}"), model), model)
     return made
 
 
 @pytest.mark.parametrize("kind", TASK_CLASSES)
 @pytest.mark.parametrize("pairs", [False, True])
-def test_matches_pytorch(checkpoints: dict[str, Any], kind: str, pairs: bool) -> None:
+def test_matches_pytorch(
+    checkpoints: dict[str, Any], tokenizer: Any, kind: str, pairs: bool
+) -> None:
     directory, model = checkpoints[kind]
-    inputs = id_inputs(DISTILBERT, vocab_size=_VOCAB, pairs=pairs)
+    inputs = id_inputs(DISTILBERT, vocab_size=len(tokenizer), pairs=pairs)
     assert_matches_torch(DISTILBERT, directory, model, TASK_OF[kind], inputs)
+
+
+@pytest.mark.parametrize("kind", TASK_CLASSES)
+def test_matches_pytorch_on_texts(checkpoints: dict[str, Any], tokenizer: Any, kind: str) -> None:
+    """PROBE_TEXTS and 300 STS-B sentences, alone and as pairs (DistilBERT's tokenizer
+    emits no type ids)."""
+    directory, model = checkpoints[kind]
+    text_parity(DISTILBERT, directory, model, TASK_OF[kind], tokenizer, count=300)
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu_new"])

@@ -18,6 +18,8 @@ from tests.support.families import (
     assert_matches_torch,
     id_inputs,
     perturbed_model,
+    text_parity,
+    wordpiece_tokenizer,
     write_checkpoint,
 )
 
@@ -27,13 +29,13 @@ _VOCAB = 99
 def _case(embedding_size: int) -> FamilyCase:
     return FamilyCase(
         config=lambda **kw: transformers.ElectraConfig(
-            **{"vocab_size": _VOCAB, **kw},
             embedding_size=embedding_size,
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=4,
             intermediate_size=37,
-            max_position_embeddings=40,
+            max_position_embeddings=130,
+            **kw,
         ),
         classes={
             "base": transformers.ElectraModel,
@@ -51,11 +53,20 @@ CASES = {16: _case(16), 32: _case(32)}
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, str], Any]:
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return wordpiece_tokenizer(
+        tmp_path_factory.mktemp("electra_tokenizer"), transformers.ElectraTokenizer
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, tokenizer: Any
+) -> dict[tuple[int, str], Any]:
     made = {}
     for width, case in CASES.items():
         for kind in TASK_CLASSES:
-            model = perturbed_model(case, kind)
+            model = perturbed_model(case, kind, vocab_size=len(tokenizer))
             directory = write_checkpoint(tmp_path_factory.mktemp(f"electra{width}_{kind}"), model)
             made[width, kind] = (directory, model)
     return made
@@ -65,11 +76,20 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, str
 @pytest.mark.parametrize("kind", TASK_CLASSES)
 @pytest.mark.parametrize("pairs", [False, True])
 def test_matches_pytorch(
-    checkpoints: dict[tuple[int, str], Any], width: int, kind: str, pairs: bool
+    checkpoints: dict[tuple[int, str], Any], tokenizer: Any, width: int, kind: str, pairs: bool
 ) -> None:
     directory, model = checkpoints[width, kind]
-    inputs = id_inputs(CASES[width], vocab_size=_VOCAB, pairs=pairs)
+    inputs = id_inputs(CASES[width], vocab_size=len(tokenizer), pairs=pairs)
     assert_matches_torch(CASES[width], directory, model, TASK_OF[kind], inputs)
+
+
+@pytest.mark.parametrize("kind", TASK_CLASSES)
+def test_matches_pytorch_on_texts(
+    checkpoints: dict[tuple[int, str], Any], tokenizer: Any, kind: str
+) -> None:
+    """PROBE_TEXTS and 300 STS-B sentences, alone and as pairs (with type ids)."""
+    directory, model = checkpoints[16, kind]
+    text_parity(CASES[16], directory, model, TASK_OF[kind], tokenizer, count=300)
 
 
 def test_pretraining_discriminator_refused_unless_a_task_is_named(tmp_path: Path) -> None:
@@ -77,7 +97,7 @@ def test_pretraining_discriminator_refused_unless_a_task_is_named(tmp_path: Path
     its encoder exports as an embedding model when asked to."""
     from models.loading.checkpoint_loader import CheckpointLoader
 
-    model = perturbed_model(CASES[16], "pretraining")
+    model = perturbed_model(CASES[16], "pretraining", vocab_size=_VOCAB)
     loader = CheckpointLoader(write_checkpoint(tmp_path, model))
     with pytest.raises(CheckpointError, match="ElectraForPreTraining is not exportable"):
         loader.default_task()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,14 @@ from tests.support.families import (
     assert_matches_torch,
     id_inputs,
     perturbed_model,
+    text_parity,
+    wordpiece_tokenizer,
     write_checkpoint,
 )
 
 _VOCAB = 99
 MPNET = FamilyCase(
     config=lambda **kw: transformers.MPNetConfig(
-        vocab_size=_VOCAB,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -43,27 +45,43 @@ MPNET = FamilyCase(
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return wordpiece_tokenizer(
+        tmp_path_factory.mktemp("mpnet_tokenizer"), transformers.MPNetTokenizer
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> dict[str, Any]:
     made = {}
     for kind in TASK_CLASSES:
-        model = perturbed_model(MPNET, kind)
+        model = perturbed_model(MPNET, kind, vocab_size=len(tokenizer))
         made[kind] = (write_checkpoint(tmp_path_factory.mktemp(f"mpnet_{kind}"), model), model)
     return made
 
 
 @pytest.mark.parametrize("kind", TASK_CLASSES)
 @pytest.mark.parametrize("pairs", [False, True])
-def test_matches_pytorch(checkpoints: dict[str, Any], kind: str, pairs: bool) -> None:
+def test_matches_pytorch(
+    checkpoints: dict[str, Any], tokenizer: Any, kind: str, pairs: bool
+) -> None:
     directory, model = checkpoints[kind]
-    inputs = id_inputs(MPNET, vocab_size=_VOCAB, pairs=pairs)
+    inputs = id_inputs(MPNET, vocab_size=len(tokenizer), pairs=pairs)
     assert_matches_torch(MPNET, directory, model, TASK_OF[kind], inputs)
+
+
+@pytest.mark.parametrize("kind", TASK_CLASSES)
+def test_matches_pytorch_on_texts(checkpoints: dict[str, Any], tokenizer: Any, kind: str) -> None:
+    """PROBE_TEXTS and 300 STS-B sentences, alone and as pairs (<s> A </s></s> B </s>)."""
+    directory, model = checkpoints[kind]
+    text_parity(MPNET, directory, model, TASK_OF[kind], tokenizer, count=300)
 
 
 def test_long_inputs_reach_the_logarithmic_buckets(checkpoints: dict[str, Any]) -> None:
     """Offsets beyond 8 use the log buckets, beyond 128 the last one: a 290-token row."""
     directory, model = checkpoints["base"]
     rng = np.random.default_rng(3)
-    ids = rng.integers(3, _VOCAB, size=(2, 290)).astype(np.int32)
+    ids = rng.integers(3, model.config.vocab_size, size=(2, 290)).astype(np.int32)
     mask = np.ones_like(ids)
     ids[1, 200:], mask[1, 200:] = 1, 0
     inputs = {"input_word_ids": ids, "input_mask": mask, "input_type_ids": np.zeros_like(ids)}
@@ -90,3 +108,26 @@ def test_get_config_round_trip() -> None:
     assert "encoder.layer.0.attention.attn.q.weight" in keys
     clone = MPNetEncoder.from_config(encoder.get_config())
     assert clone.get_config() == encoder.get_config()
+
+
+def test_sentence_transformers_pooling_on_mpnet(tmp_path: Path) -> None:
+    """all-mpnet-base-v2's layout (MPNet + Pooling + Normalize), here with CLS pooling."""
+    from models import contract
+    from models.export.exporter import build_encoder_and_head
+    from models.loading.checkpoint_loader import CheckpointLoader
+    from tests.support.families import as_sentence_transformers, torch_outputs
+
+    model = perturbed_model(MPNET, "base", vocab_size=_VOCAB)
+    checkpoint = as_sentence_transformers(
+        write_checkpoint(tmp_path, model), pooling="cls_token", normalize=True
+    )
+    loader = CheckpointLoader(checkpoint)
+    assert (loader.pooling_mode, loader.normalize) == ("cls", True)
+    assert loader.default_task() == contract.TASK_EMBEDDING
+    encoder, head, _ = build_encoder_and_head(loader, task=contract.TASK_EMBEDDING)
+    inputs = id_inputs(MPNET, vocab_size=_VOCAB, pairs=False)
+    ours = np.asarray(head(encoder(inputs)[contract.SEQUENCE_OUTPUT], inputs["input_mask"]))
+    hidden = torch_outputs(MPNET, model, contract.TASK_EMBEDDING, inputs)[contract.SEQUENCE_OUTPUT]
+    cls = hidden[:, 0]
+    expected = cls / np.linalg.norm(cls, axis=1, keepdims=True)
+    assert np.abs(ours - expected).max() <= 1e-5

@@ -16,18 +16,20 @@ from tests.support.families import (
     TASK_OF,
     FamilyCase,
     assert_matches_torch,
+    bpe_tokenizer,
     id_inputs,
     perturbed_model,
+    sentencepiece_tokenizer,
+    text_parity,
     write_checkpoint,
 )
 
 _SIZES = dict(
-    vocab_size=99,
     hidden_size=32,
     num_hidden_layers=2,
     num_attention_heads=4,
     intermediate_size=37,
-    max_position_embeddings=40,
+    max_position_embeddings=130,
     type_vocab_size=1,
     layer_norm_eps=1e-5,
 )
@@ -55,11 +57,23 @@ CASES = {"roberta": ROBERTA, "xlm-roberta": XLM_ROBERTA}
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
+def tokenizers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return {
+        "roberta": bpe_tokenizer(tmp_path_factory.mktemp("roberta_tokenizer")),
+        "xlm-roberta": sentencepiece_tokenizer(
+            tmp_path_factory.mktemp("xlmr_tokenizer"), family="xlm-roberta"
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, tokenizers: dict[str, Any]
+) -> dict[tuple[str, str], Any]:
     made = {}
     for name, case in CASES.items():
         for kind in TASK_CLASSES:
-            model = perturbed_model(case, kind)
+            model = perturbed_model(case, kind, vocab_size=len(tokenizers[name]))
             directory = write_checkpoint(tmp_path_factory.mktemp(f"{name}_{kind}"), model)
             made[name, kind] = (directory, model)
     return made
@@ -69,11 +83,27 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str
 @pytest.mark.parametrize("kind", TASK_CLASSES)
 @pytest.mark.parametrize("pairs", [False, True])
 def test_matches_pytorch(
-    checkpoints: dict[tuple[str, str], Any], name: str, kind: str, pairs: bool
+    checkpoints: dict[tuple[str, str], Any],
+    tokenizers: dict[str, Any],
+    name: str,
+    kind: str,
+    pairs: bool,
 ) -> None:
     directory, model = checkpoints[name, kind]
-    inputs = id_inputs(CASES[name], vocab_size=_SIZES["vocab_size"], pairs=pairs)
+    inputs = id_inputs(CASES[name], vocab_size=len(tokenizers[name]), pairs=pairs)
     assert_matches_torch(CASES[name], directory, model, TASK_OF[kind], inputs)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("kind", TASK_CLASSES)
+def test_matches_pytorch_on_texts(
+    checkpoints: dict[tuple[str, str], Any], tokenizers: dict[str, Any], name: str, kind: str
+) -> None:
+    """PROBE_TEXTS and 300 STS-B sentences, alone and as pairs, through the reference
+    tokenizer (BPE for RoBERTa, SentencePiece for XLM-R)."""
+    directory, model = checkpoints[name, kind]
+    task = TASK_OF[kind]
+    text_parity(CASES[name], directory, model, task, tokenizers[name], count=300)
 
 
 def test_positions_count_real_tokens_from_the_padding_index() -> None:
@@ -88,8 +118,8 @@ def test_positions_count_real_tokens_from_the_padding_index() -> None:
 def test_type_ids_are_ignored(checkpoints: dict[tuple[str, str], Any]) -> None:
     from tests.support.families import keras_outputs
 
-    directory, _ = checkpoints["roberta", "base"]
-    inputs = id_inputs(ROBERTA, vocab_size=_SIZES["vocab_size"], pairs=False)
+    directory, model = checkpoints["roberta", "base"]
+    inputs = id_inputs(ROBERTA, vocab_size=model.config.vocab_size, pairs=False)
     with_types = dict(inputs, **{contract.INPUT_TYPE_IDS: np.ones_like(inputs["input_mask"])})
     np.testing.assert_array_equal(
         keras_outputs(directory, contract.TASK_EMBEDDING, inputs)[contract.EMBEDDING],
@@ -134,7 +164,7 @@ def test_unused_weights_refused(tmp_path: Path) -> None:
     from models.export.exporter import build_encoder_and_head
     from models.loading.checkpoint_loader import CheckpointLoader
 
-    model = perturbed_model(ROBERTA, "classification")
+    model = perturbed_model(ROBERTA, "classification", vocab_size=99)
     write_checkpoint(tmp_path, model)
     state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
     state["roberta.pooler.dense.weight"] = torch.zeros(32, 32)
