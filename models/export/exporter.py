@@ -255,7 +255,7 @@ def _build(
     jit_compile: bool,
 ) -> tuple[Any, Any]:
     from models.export.text_model import TextModel
-    from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
+    from models.tokenizers import text_tokenizer_from_checkpoint
 
     config = loader.config
     encoder, head, load_report = build_encoder_and_head(loader, task=task)
@@ -265,7 +265,7 @@ def _build(
         if length_buckets == "default" or (length_buckets is None and jit_compile):
             length_buckets = [b for b in DEFAULT_LENGTH_BUCKETS if b < max_seq_length]
             length_buckets.append(max_seq_length)
-        tokenizer = BertTextTokenizer.from_checkpoint(
+        tokenizer = text_tokenizer_from_checkpoint(
             loader.model_dir,
             max_seq_length=max_seq_length,
             length_buckets=None if pad_to_longest else length_buckets,
