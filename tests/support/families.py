@@ -159,24 +159,33 @@ def assert_matches_torch(
 
 
 # --- end-to-end exports (raw text in) ---------------------------------------------------------
-def wordpiece_tokenizer(directory: Path, tokenizer_class: Any) -> Any:
+def wordpiece_tokenizer(directory: Path, tokenizer_class: Any, **options: Any) -> Any:
     """Save ``tokenizer_class`` (a transformers WordPiece tokenizer) over the bundled MiniLM
-    vocabulary into ``directory``, as a released checkpoint ships it; returns it."""
-    import shutil
-
+    vocabulary into ``directory``, as a released checkpoint ships it; returns it. MPNet's
+    vocab.txt is laid out as microsoft/mpnet-base's: ``<s> <pad> </s> <unk>``, BERT's words,
+    then ``<mask>``."""
     from models.bundled import bundled_checkpoint
 
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(bundled_checkpoint() / "vocab.txt", directory / "vocab.txt")
+    words = (bundled_checkpoint() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    if tokenizer_class is transformers_mpnet_tokenizer():
+        words = ["<s>", "<pad>", "</s>", "<unk>", *words, "<mask>"]
+    (directory / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
     # from_pretrained reads vocab.txt as for a released checkpoint (the constructor, given a
     # vocab_file in transformers 5, may silently build an empty vocabulary).
-    tokenizer = tokenizer_class.from_pretrained(str(directory))
+    tokenizer = tokenizer_class.from_pretrained(str(directory), **options)
     tokenizer.save_pretrained(directory)
     return tokenizer
 
 
-def with_wordpiece_tokenizer(directory: Path, tokenizer_class: Any) -> Path:
-    wordpiece_tokenizer(directory, tokenizer_class)
+def transformers_mpnet_tokenizer() -> Any:
+    import transformers
+
+    return transformers.MPNetTokenizer
+
+
+def with_wordpiece_tokenizer(directory: Path, tokenizer_class: Any, **options: Any) -> Path:
+    wordpiece_tokenizer(directory, tokenizer_class, **options)
     return directory
 
 
@@ -205,9 +214,17 @@ def stsb_parity(output: Path, checkpoint: Path, *, task: str, count: int) -> flo
 
     from models.export.export_verification import check_output_parity, check_token_parity
     from models.export.reference import TorchReference
+    from models.loading.checkpoint_loader import CheckpointLoader
 
     loaded = tf.saved_model.load(str(output))
-    reference = TorchReference(checkpoint, task=task, max_seq_length=128)
+    loader = CheckpointLoader(checkpoint)  # sentence-transformers' pooling and normalization
+    reference = TorchReference(
+        loader.model_dir,
+        task=task,
+        max_seq_length=128,
+        pooling_mode=loader.pooling_mode,
+        normalize=loader.normalize,
+    )
     firsts, seconds = stsb_pairs(count)
     assert check_token_parity(loaded, reference, firsts) == count
     assert check_token_parity(loaded, reference, firsts, pairs=seconds) == count
