@@ -123,6 +123,8 @@ class Family:
             return tuple(self.mlm_renames.get(k, k) for k in _BERT_MLM.values())
         if task == contract.TASK_CLASSIFICATION:
             return ("classifier.", *self.classifier_renames.values())
+        if task == contract.TASK_TOKEN_CLASSIFICATION:
+            return ("classifier.",)
         return ()
 
     def default_task(self, architectures: tuple[str, ...]) -> str:
@@ -130,6 +132,8 @@ class Family:
         for arch in architectures:
             if arch.endswith("ForSequenceClassification"):
                 return contract.TASK_CLASSIFICATION
+            if arch.endswith("ForTokenClassification"):
+                return contract.TASK_TOKEN_CLASSIFICATION
             if arch.endswith("ForMaskedLM") or (
                 arch.endswith("ForPreTraining") and self.pretraining_is_fill_mask
             ):
@@ -138,8 +142,8 @@ class Family:
                 return contract.TASK_EMBEDDING
             raise CheckpointError(
                 f"{arch} is not exportable (supported: {self.name}Model -> embedding, "
-                f"*ForSequenceClassification, *ForMaskedLM); pass a task explicitly to export "
-                "its encoder with another head"
+                "*ForSequenceClassification, *ForTokenClassification, *ForMaskedLM); pass a task "
+                "explicitly to export its encoder with another head"
             )
         return contract.TASK_EMBEDDING
 

@@ -66,7 +66,7 @@ def test_unknown_model_type_refused_in_one_line(tmp_path: Path) -> None:
         ("roberta", "RobertaForQuestionAnswering"),
         ("bert", "BertForMultipleChoice"),
         ("albert", "AlbertForPreTraining"),
-        ("distilbert", "DistilBertForTokenClassification"),
+        ("distilbert", "DistilBertForNextSentencePrediction"),
         ("mpnet", "MPNetForCausalLM"),
         ("bert", "BertLMHeadModel"),
     ],
@@ -83,6 +83,7 @@ def test_unsupported_task_class_refused(model_type: str, architecture: str) -> N
         ("xlm-roberta", "XLMRobertaModel", contract.TASK_EMBEDDING),
         ("mpnet", "MPNetForMaskedLM", contract.TASK_FILL_MASK),
         ("distilbert", "DistilBertForSequenceClassification", contract.TASK_CLASSIFICATION),
+        ("electra", "ElectraForTokenClassification", contract.TASK_TOKEN_CLASSIFICATION),
     ],
 )
 def test_default_task_follows_the_task_class(model_type: str, architecture: str, task: str) -> None:
