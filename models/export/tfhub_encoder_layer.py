@@ -53,6 +53,11 @@ class TfHubEncoderLayer(keras.layers.Layer):
             self._track_variable(weight)
         self.built = True
 
+    @property
+    def saved_model(self) -> Any:
+        """The loaded SavedModel; its ``variables`` are this layer's weights (same objects)."""
+        return self._loaded
+
     def call(self, inputs: dict[str, Any], training: bool = False) -> dict[str, Any]:
         return dict(self._loaded(inputs, training=bool(training)))
 
