@@ -46,8 +46,13 @@ def load_pairs(path: Path, *, limit: int) -> tuple[list[str], list[str], np.ndar
 
 
 def pair_dataset(
-    preprocessor: Any, firsts: list[str], seconds: list[str], labels: np.ndarray, *,
-    seq_length: int, batch_size: int,
+    preprocessor: Any,
+    firsts: list[str],
+    seconds: list[str],
+    labels: np.ndarray,
+    *,
+    seq_length: int,
+    batch_size: int,
 ) -> tf.data.Dataset:
     """Batches of (encoder inputs, label): the preprocessor runs inside tf.data."""
 
@@ -76,9 +81,18 @@ def build_classifier(encoder_dir: Path, *, num_labels: int) -> tuple[keras.Model
 
 
 def finetune(
-    *, checkpoint: Path, preprocessor_dir: Path, encoder_dir: Path, train: Path, output: Path,
-    examples: int = 256, epochs: int = 3, seq_length: int = 64, batch_size: int = 32,
-    learning_rate: float = 1e-3, seed: int = 0,
+    *,
+    checkpoint: Path,
+    preprocessor_dir: Path,
+    encoder_dir: Path,
+    train: Path,
+    output: Path,
+    examples: int = 256,
+    epochs: int = 3,
+    seq_length: int = 64,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Fine-tune, write ``output`` (a Hugging Face checkpoint) and return what happened."""
     keras.utils.set_random_seed(seed)
@@ -127,8 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seq-length", type=int, default=64)
     args = parser.parse_args(argv)
     result = finetune(
-        checkpoint=args.checkpoint, preprocessor_dir=args.preprocessor, encoder_dir=args.encoder,
-        train=args.train, output=args.output, examples=args.examples, epochs=args.epochs,
+        checkpoint=args.checkpoint,
+        preprocessor_dir=args.preprocessor,
+        encoder_dir=args.encoder,
+        train=args.train,
+        output=args.output,
+        examples=args.examples,
+        epochs=args.epochs,
         seq_length=args.seq_length,
     )
     print(

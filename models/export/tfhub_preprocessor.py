@@ -183,7 +183,9 @@ def check_preprocessor_parity(
             seq_length=seq_length,
         )
         theirs = reference(a, b, padding="max_length", max_length=seq_length, return_tensors="np")
-        _compare(ours, theirs, [f"{x} || {y}" for x, y in zip(a, b, strict=True)], VerificationError)
+        _compare(
+            ours, theirs, [f"{x} || {y}" for x, y in zip(a, b, strict=True)], VerificationError
+        )
         checked += len(a)
     return checked
 

@@ -60,7 +60,10 @@ def _inputs(checkpoint: Path, texts: list[str], pairs: list[str] | None = None) 
 
 def _as_tfhub(batch: dict) -> dict[str, np.ndarray]:
     names = ("input_ids", "attention_mask", "token_type_ids")
-    return {ours: batch[theirs].numpy().astype(np.int32) for ours, theirs in zip(INPUT_NAMES, names)}
+    return {
+        ours: batch[theirs].numpy().astype(np.int32)
+        for ours, theirs in zip(INPUT_NAMES, names, strict=True)
+    }
 
 
 @pytest.mark.parametrize("pairs", [None, PAIRS], ids=["texts", "pairs"])

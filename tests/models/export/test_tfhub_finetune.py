@@ -52,9 +52,7 @@ def finetuned(
         (contract.EXPORT_PREPROCESSING, preprocessor),
         (contract.EXPORT_ENCODER, encoder),
     ):
-        export_model(
-            checkpoint=checkpoint, output=output, export_type=export_type, progress=False
-        )
+        export_model(checkpoint=checkpoint, output=output, export_type=export_type, progress=False)
     result = _example().finetune(
         checkpoint=checkpoint,
         preprocessor_dir=preprocessor,

@@ -67,7 +67,10 @@ def test_hub_keras_layer_fine_tunes_the_encoder(exports: dict[str, Path]) -> Non
     )
     before = [w.numpy().copy() for w in layer.trainable_weights]
     model.fit(_batch(), np.array([0, 1]), epochs=2, verbose=0)
-    changed = [not np.array_equal(b, w.numpy()) for b, w in zip(before, layer.trainable_weights)]
+    changed = [
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(before, layer.trainable_weights, strict=True)
+    ]
     # Everything the pooled output depends on moves (all weights of this encoder).
     assert all(changed)
     assert not np.allclose(encoder_only.predict(_batch(), verbose=0), direct, atol=1e-6)
