@@ -173,15 +173,20 @@ def _build_encoder(loader: Any, *, with_mlm: bool) -> tuple[Any, int]:
 def _build_preprocessor(loader: Any, *, seq_length: int) -> Any:
     from models.export.tfhub_preprocessor import TfHubPreprocessor
 
-    return TfHubPreprocessor(tokenizer=_tokenizer(loader, seq_length=seq_length))
+    # The tokenizer's own limit is the model's: bert_pack_inputs may be asked for any traced
+    # seq_length up to it.
+    limit = min(loader.config.max_position_embeddings, 512)
+    return TfHubPreprocessor(
+        tokenizer=_tokenizer(loader, seq_length=limit), seq_length=seq_length, max_seq_length=limit
+    )
 
 
 def _tokenizer(loader: Any, *, seq_length: int) -> Any:
     from models.errors import ModelError
-    from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
+    from models.tokenizers import text_tokenizer_from_checkpoint
 
     try:
-        return BertTextTokenizer.from_checkpoint(
+        return text_tokenizer_from_checkpoint(
             loader.model_dir, max_seq_length=seq_length, pad_to_longest=True
         )
     except ModelError:

@@ -29,10 +29,10 @@ from models.export.tfhub_reusable_module import TfHubReusableModule
 #: integers, so a SavedModel answers only the lengths traced at export. Each costs one small
 #: packing graph per input structure (1-2 segments x ragged rank 1-2).
 PACK_SEQ_LENGTHS = (16, 32, 64, 128, 256, 384, 512)
-# TF Hub's bert_pack_inputs truncates with tf-text's RoundRobinTrimmer (Model Garden's
-# BertPackInputs default); the preprocessor's own __call__ has one segment, where every
-# truncation rule agrees with the reference's.
-_TRUNCATION = "round_robin"
+# Pairs are truncated as the reference tokenizer does (longest first), so bert_pack_inputs
+# gives the ids of the checkpoint's own tokenizer and of the end-to-end export. Model Garden's
+# BertPackInputs defaults to round-robin; the Common API does not fix the rule.
+_TRUNCATION = "longest_first"
 _TEXT_SPEC = tf.TensorSpec([None], tf.string, name=contract.TEXT)
 
 
@@ -69,7 +69,9 @@ class TfHubPreprocessor(TfHubReusableModule):
 
     @tf.function(autograph=False, input_signature=[_TEXT_SPEC])
     def __call__(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self.bert_pack_inputs([self.tokenize(text)])
+        # An instance attribute __call__ is saved (and makes the loaded object callable) but
+        # Python calls only a class's __call__, hence the explicit attribute here.
+        return self.bert_pack_inputs.__call__([self.tokenize(text)])
 
     def trace(self) -> None:
         """Trace every concrete function the SavedModel must hold (before saving)."""
@@ -107,7 +109,7 @@ class _Tokenize(tf.Module):
 class _BertPackInputs(tf.Module):
     """``preprocessor.bert_pack_inputs(segments, seq_length=...)``: 1-2 ragged segments (rank 1
     ``[batch, (tokens)]`` or rank 2 ``[batch, (words), (tokens)]``) -> int32 [batch, seq_length]
-    encoder inputs, truncated round-robin."""
+    encoder inputs, truncated longest-first like the reference tokenizer."""
 
     def __init__(self, *, tokenizer: Any, seq_length: int, traced_lengths: Sequence[int]) -> None:
         super().__init__(name="bert_pack_inputs")
@@ -149,8 +151,8 @@ def check_preprocessor_parity(
     pairs: tuple[Sequence[str], Sequence[str]],
     seq_length: int,
 ) -> int:
-    """``loaded(text)`` and ``loaded.bert_pack_inputs`` on pairs that fit ``seq_length``
-    against the Hugging Face tokenizer, id for id; returns the number of rows checked.
+    """``loaded(text)`` and ``loaded.bert_pack_inputs`` on pairs against the Hugging Face
+    tokenizer (truncating to ``seq_length``), id for id; returns the number of rows checked.
 
     Raises :class:`models.errors.VerificationError` naming the first differing text.
     """
@@ -171,18 +173,18 @@ def check_preprocessor_parity(
     firsts, seconds = pairs
     for start in range(0, len(firsts), 64):
         a, b = list(firsts[start : start + 64]), list(seconds[start : start + 64])
-        full = reference(a, b)["input_ids"]
-        # Round-robin and the reference's longest-first agree on pairs that fit; the overflow
-        # rule is TF Hub's own and is tested separately.
-        keep = [i for i, ids in enumerate(full) if len(ids) <= seq_length]
-        if not keep:
-            continue
-        a, b = [a[i] for i in keep], [b[i] for i in keep]
         ours = loaded.bert_pack_inputs(
             [loaded.tokenize(tf.constant(a)), loaded.tokenize(tf.constant(b))],
             seq_length=seq_length,
         )
-        theirs = reference(a, b, padding="max_length", max_length=seq_length, return_tensors="np")
+        theirs = reference(
+            a,
+            b,
+            truncation=True,
+            max_length=seq_length,
+            padding="max_length",
+            return_tensors="np",
+        )
         _compare(
             ours, theirs, [f"{x} || {y}" for x, y in zip(a, b, strict=True)], VerificationError
         )
