@@ -60,7 +60,7 @@ def finetuned(
         train=STSB_EN,
         output=base / "finetuned",
         examples=256,
-        epochs=3,
+        epochs=8,
         seq_length=SEQ_LENGTH,
     )
     served = base / "exported" / "paraphrase"
@@ -71,10 +71,13 @@ def finetuned(
 
 
 def test_finetuning_reduces_the_loss_and_changes_the_encoder(finetuned: dict[str, Any]) -> None:
-    losses = finetuned["loss"]
-    assert len(losses) == 3 and losses[-1] < losses[0]
-    # Every encoder weight the pooled output depends on was updated by fit().
-    assert finetuned["encoder_weights_changed"] == finetuned["encoder_weights"] > 0
+    # Loss on the whole training set, evaluated before and after fit().
+    assert finetuned["loss_after"] < 0.5 * finetuned["loss_before"]
+    # fit() updated the encoder's weights: all of them but, at most, attention key biases,
+    # whose gradient is zero in exact arithmetic (softmax ignores a per-query constant).
+    assert finetuned["encoder_weights"] == 39
+    unchanged = finetuned["encoder_weights_unchanged"]
+    assert all("key_bias" in name for name in unchanged) and len(unchanged) <= 2, unchanged
 
 
 def test_written_checkpoint_loads_in_transformers(finetuned: dict[str, Any]) -> None:
