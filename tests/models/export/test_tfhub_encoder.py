@@ -3,6 +3,7 @@ every documented call run on the saved directory and compared with PyTorch."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from models import contract
 from models.errors import ExportConfigError
 from models.export.export_cli import main as export_main
 from models.export.exporter import export_model
+from tests.support.tfhub_exports import tfhub_export
 
 TEXTS = ["The movie was surprisingly good.", "Straße İstanbul ＡＢＣ café", "a", "word " * 60]
 PAIRS = ["Is it?", "", "b c d", "short"]
@@ -27,12 +29,12 @@ INPUT_NAMES = (contract.INPUT_WORD_IDS, contract.INPUT_MASK, contract.INPUT_TYPE
 def base_encoder(
     tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
-    """A BertModel checkpoint (with pooler) exported as ``encoder`` through the CLI."""
+    """A BertModel checkpoint (with pooler) exported as ``encoder`` (shared, verified)."""
     checkpoint = tiny_checkpoint("base")
-    output = tmp_path_factory.mktemp("hub_encoder") / "encoder" / "1"
-    argv = ["--checkpoint", str(checkpoint), "--output", str(output), "--export-type"]
-    assert export_main([*argv, contract.EXPORT_ENCODER, "--quiet"]) == 0
-    return checkpoint, output
+    root = tmp_path_factory.getbasetemp()
+    return checkpoint, tfhub_export(
+        checkpoint=checkpoint, export_type=contract.EXPORT_ENCODER, root=root
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +43,13 @@ def mlm_encoder(
 ) -> tuple[Path, Path]:
     """A BertForMaskedLM checkpoint (no pooler, tied decoder) exported as encoder-with-mlm."""
     checkpoint = tiny_checkpoint("masked_lm", seed=3)
-    output = tmp_path_factory.mktemp("hub_mlm") / "encoder" / "1"
-    report = export_model(
-        checkpoint=checkpoint,
-        output=output,
-        export_type=contract.EXPORT_ENCODER_WITH_MLM,
-        progress=False,
+    root = tmp_path_factory.getbasetemp()
+    output = tfhub_export(
+        checkpoint=checkpoint, export_type=contract.EXPORT_ENCODER_WITH_MLM, root=root
     )
-    assert report.verified and report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
-    assert report.export_type == contract.EXPORT_ENCODER_WITH_MLM
+    card = json.loads((output / contract.MODEL_CARD_FILE).read_text(encoding="utf-8"))
+    assert card["export_type"] == contract.EXPORT_ENCODER_WITH_MLM
+    assert card["verification"]["max_abs_diff"] <= 1e-4
     return checkpoint, output
 
 
@@ -164,15 +164,14 @@ def test_mlm_returns_four_outputs_matching_pytorch(mlm_encoder: tuple[Path, Path
 
 
 def test_encoder_with_mlm_needs_an_mlm_head(
-    tiny_checkpoint: Callable[..., Path], tmp_path: Path
+    tiny_checkpoint: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(ExportConfigError, match=r"needs a checkpoint with a masked-LM head"):
-        export_model(
-            checkpoint=tiny_checkpoint("base"),
-            output=tmp_path / "m" / "1",
-            export_type=contract.EXPORT_ENCODER_WITH_MLM,
-            progress=False,
-        )
+    output = tmp_path / "m" / "1"
+    argv = ["--checkpoint", str(tiny_checkpoint("base")), "--output", str(output)]
+    assert export_main([*argv, "--export-type", contract.EXPORT_ENCODER_WITH_MLM, "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "needs a checkpoint with a masked-LM head" in error
+    assert not output.exists()
 
 
 def test_end_to_end_options_are_refused_for_tfhub_exports(tmp_path: Path) -> None:

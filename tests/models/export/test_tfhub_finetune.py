@@ -19,9 +19,10 @@ import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for loading
 
 from models import contract
 from models.export.export_cli import main as export_main
-from models.export.exporter import export_model
 from tests.support.data import REPO_ROOT, STSB_EN
 from tests.support.server_process import ServerProcess
+from tests.support.tfhub import import_tensorflow_hub
+from tests.support.tfhub_exports import tfhub_export
 
 SEQ_LENGTH = 64
 PAIRS = [
@@ -44,15 +45,13 @@ def _example() -> ModuleType:
 def finetuned(
     tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    checkpoint = tiny_checkpoint("base", seed=7)
+    checkpoint = tiny_checkpoint("base")
     base = tmp_path_factory.mktemp("finetune")
-    preprocessor = base / "hub" / "preprocessing" / "1"
-    encoder = base / "hub" / "encoder" / "1"
-    for export_type, output in (
-        (contract.EXPORT_PREPROCESSING, preprocessor),
-        (contract.EXPORT_ENCODER, encoder),
-    ):
-        export_model(checkpoint=checkpoint, output=output, export_type=export_type, progress=False)
+    root = tmp_path_factory.getbasetemp()
+    preprocessor, encoder = (
+        tfhub_export(checkpoint=checkpoint, export_type=export_type, root=root)
+        for export_type in (contract.EXPORT_PREPROCESSING, contract.EXPORT_ENCODER)
+    )
     result = _example().finetune(
         checkpoint=checkpoint,
         preprocessor_dir=preprocessor,
@@ -113,3 +112,26 @@ def test_served_model_gives_the_finetuned_logits(finetuned: dict[str, Any]) -> N
     assert [p[contract.LABELS] for p in predictions] == [
         ("dissimilar", "similar")[i] for i in expected.argmax(-1)
     ]
+
+
+def test_end_to_end_export_is_callable_and_reusable(finetuned: dict[str, Any]) -> None:
+    import tf_keras
+
+    hub = import_tensorflow_hub()
+    path = str(finetuned["served"] / "1")
+    loaded = hub.load(path)
+    texts = tf.constant([a for a, _ in PAIRS])
+    by_signature = loaded.signatures[contract.SERVING_DEFAULT](text=texts)
+    by_call = loaded(texts)
+    np.testing.assert_array_equal(
+        by_call[contract.LOGITS].numpy(), by_signature[contract.LOGITS].numpy()
+    )
+    # The encoder's 39 weights and the classifier's 2, all trainable; no regularizers.
+    assert len(loaded.variables) == len(loaded.trainable_variables) == 41
+    assert list(loaded.regularization_losses) == []
+    layer = hub.KerasLayer(path, output_key=contract.LOGITS)
+    text = tf_keras.Input([], dtype=tf.string)
+    model = tf_keras.Model(text, layer(text))
+    np.testing.assert_allclose(
+        model.predict(texts, verbose=0), by_signature[contract.LOGITS].numpy(), atol=1e-6
+    )
