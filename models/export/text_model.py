@@ -13,6 +13,7 @@ from models.export.tfhub_reusable_module import TfHubReusableModule
 from models.layers.classification_head import ClassificationHead
 from models.layers.masked_lm_head import MaskedLMHead
 from models.layers.sentence_embedding_head import SentenceEmbeddingHead
+from models.layers.token_classification_head import TokenClassificationHead
 from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
 
 _IDS_SPECS = (
@@ -40,7 +41,9 @@ class TextModel(TfHubReusableModule):
     Hub's REUSABLE attributes (``variables``, ``trainable_variables``: the encoder's and head's
     weights; ``regularization_losses``: none), so ``hub.load`` / ``hub.KerasLayer`` accept it.
 
-    Task outputs: ``embedding``; ``logits``, ``probabilities``, ``labels``; or, for fill-mask,
+    Task outputs: ``embedding``; ``logits``, ``probabilities``, ``labels``; for token
+    classification ``token_logits``/``token_probabilities`` ``[batch, seq, labels]`` and
+    ``token_labels`` ``[batch, seq]`` (every position of the padded input); or, for fill-mask,
     ``top_k_tokens``/``top_k_ids``/``top_k_scores`` ``[batch, masks, k]`` and ``mask_positions``
     ``[batch, masks]`` for each [MASK] of each text (``masks`` = the most in any text of the
     batch; rows with fewer masks are padded with position -1, id -1, token "" and score 0).
@@ -61,7 +64,7 @@ class TextModel(TfHubReusableModule):
         tokenizer: BertTextTokenizer,
         encoder: BertEncoder,
         task: str,
-        head: SentenceEmbeddingHead | ClassificationHead | MaskedLMHead,
+        head: SentenceEmbeddingHead | ClassificationHead | MaskedLMHead | TokenClassificationHead,
         id2label: Sequence[str] = (),
         top_k: int = 5,
         jit_compile: bool = False,
@@ -69,8 +72,11 @@ class TextModel(TfHubReusableModule):
         super().__init__(name="text_model")
         if task not in contract.TASKS:
             raise ValueError(f"task must be one of {contract.TASKS}, not {task!r}")
-        if task == contract.TASK_CLASSIFICATION and not id2label:
-            raise ValueError("a classification model needs id2label")
+        if (
+            task in (contract.TASK_CLASSIFICATION, contract.TASK_TOKEN_CLASSIFICATION)
+            and not id2label
+        ):
+            raise ValueError(f"a {task} model needs id2label")
         if task == contract.TASK_FILL_MASK and not 1 <= top_k <= tokenizer.vocab_size:
             raise ValueError(f"top_k must lie in [1, {tokenizer.vocab_size}], not {top_k}")
         self.task = task
@@ -154,6 +160,11 @@ class TextModel(TfHubReusableModule):
             outputs = dict(self.head(encoded[contract.POOLED_OUTPUT]))
             best = tf.argmax(outputs[contract.LOGITS], axis=-1, output_type=tf.int32)
             outputs[contract.LABELS] = tf.gather(tf.constant(self.id2label, tf.string), best)
+            return outputs
+        if self.task == contract.TASK_TOKEN_CLASSIFICATION:
+            outputs = dict(self.head(encoded[contract.SEQUENCE_OUTPUT]))
+            best = tf.argmax(outputs[contract.TOKEN_LOGITS], axis=-1, output_type=tf.int32)
+            outputs[contract.TOKEN_LABELS] = tf.gather(tf.constant(self.id2label, tf.string), best)
             return outputs
         return self._fill_mask(inputs[contract.INPUT_WORD_IDS], encoded[contract.SEQUENCE_OUTPUT])
 

@@ -8,6 +8,7 @@ place) and its :class:`~models.export.exporter.ExportReport`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -43,8 +44,12 @@ def export_tfhub(
     verify: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    do_lower_case: bool | None = None,
 ) -> ExportReport:
     """Export one TF Hub half of ``checkpoint`` to ``output`` (see :func:`export_model`).
+
+    Any checkpoint :func:`export_model` reads works here too, TF1/TF2 BERT checkpoints included
+    (``do_lower_case`` as there).
 
     ``encoder`` loads the encoder weights only (any BERT checkpoint); ``encoder-with-mlm``
     also needs the masked-LM head (``cls.predictions.*``); ``preprocessing`` writes the
@@ -58,11 +63,18 @@ def export_tfhub(
     _check_output(output, overwrite=overwrite)
 
     from models.bundled import bundled_checkpoint
+    from models.loading import open_checkpoint
     from models.loading.checkpoint_loader import CheckpointLoader
 
-    with _Steps(progress) as steps:
+    with _Steps(progress) as steps, contextlib.ExitStack() as stack:
         steps.start("reading checkpoint")
-        loader = CheckpointLoader(bundled_checkpoint() if checkpoint is None else checkpoint)
+        opened = stack.enter_context(
+            open_checkpoint(
+                bundled_checkpoint() if checkpoint is None else checkpoint,
+                do_lower_case=do_lower_case,
+            )
+        )
+        loader = CheckpointLoader(opened.model_dir)
         seq_length = _max_seq_length(
             loader,
             max_seq_length
@@ -98,8 +110,9 @@ def export_tfhub(
                 "export_type": export_type,
                 "seq_length": seq_length if export_type == contract.EXPORT_PREPROCESSING else None,
                 "source": {
-                    "checkpoint": str(loader.checkpoint_dir),
+                    "checkpoint": str(opened.source),
                     "weights_loaded": weights_loaded,
+                    **opened.card_fields(),
                 },
                 "versions": {"textserve": _version("textserve"), "tensorflow": tf.__version__},
                 "tf_text_ops": tf_text_ops,
@@ -117,7 +130,7 @@ def export_tfhub(
 
     return ExportReport(
         output=output,
-        checkpoint=loader.checkpoint_dir,
+        checkpoint=opened.source,
         task=export_type,
         max_seq_length=seq_length,
         length_buckets=(),
