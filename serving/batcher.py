@@ -356,81 +356,99 @@ class Batcher:
     async def _execute(self, qkey: tuple[Any, ...], items: list[_Item]) -> None:
         key, signature, _ = qkey
         model = key[0]
-        started = time.monotonic()
         try:
-            for it in items:
-                waited = started - it.enqueued
-                self._metrics.queue_wait.labels(model).observe(waited)
-                if it.predicted_wait >= _MIN_CALIBRATION_WAIT:
-                    ratio = min(max(waited / it.predicted_wait, 0.5), 5.0)
-                    self._wait_scale += _COST_SMOOTHING * (ratio - self._wait_scale)
-            rows = sum(it.rows for it in items)
-            if len(items) == 1:
-                inputs = items[0].inputs
-            else:
-                names = list(items[0].inputs)
-                inputs = {n: np.concatenate([it.inputs[n] for it in items], axis=0) for n in names}
-            padded_rows = rows
-            if self._s.enabled and self._s.allowed_batch_sizes and not items[0].solo:
-                padded_rows = next((b for b in self._s.allowed_batch_sizes if b >= rows), rows)
-                if padded_rows > rows:
-                    # TF Serving pads with copies of a real row; so do we, and drop their outputs.
-                    inputs = {
-                        n: np.concatenate([a, np.repeat(a[-1:], padded_rows - rows, axis=0)])
-                        for n, a in inputs.items()
-                    }
+            self._calibrate_waits(model, items, started=time.monotonic())
+            inputs, rows, padded_rows = self._stack_inputs(items)
             self._metrics.batch_size.labels(model).observe(padded_rows)
             longest = max(it.length for it in items)
-            if longest:
-                self._metrics.batch_tokens.labels(model).observe(
-                    padded_rows * estimated_tokens(longest)
-                )
             tokens = padded_rows * estimated_tokens(longest)
+            if longest:
+                self._metrics.batch_tokens.labels(model).observe(tokens)
             self._running_tokens[key] += tokens
             sent = time.monotonic()
             try:
                 outputs, seconds = await self._run(key, signature, inputs)
             except ServingError as exc:
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
+                _fail(items, exc)
                 return
             finally:
                 self._running_tokens[key] -= tokens
             self._metrics.inference_latency.labels(model, str(key[1])).observe(seconds)
-            # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
-            per_token = (time.monotonic() - sent) / tokens
-            old = self._token_seconds.get(key)
-            self._token_seconds[key] = (
-                per_token if old is None else old + _COST_SMOOTHING * (per_token - old)
-            )
-            if len(items) == 1 and padded_rows == rows:
-                if not items[0].future.done():
-                    items[0].future.set_result(outputs)
-                return
-            bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != padded_rows]
-            if bad:
-                err = ServingError(
-                    Code.INTERNAL, f"batched outputs {bad} have no batch dimension of {padded_rows}"
-                )
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(err)
-                return
-            offset = 0
-            for it in items:
-                part = {n: a[offset : offset + it.rows] for n, a in outputs.items()}
-                offset += it.rows
-                if not it.future.done():
-                    it.future.set_result(part)
+            self._learn_token_cost(key, (time.monotonic() - sent) / tokens)
+            _deliver(items, outputs, rows=rows, padded_rows=padded_rows)
         except Exception as exc:  # never leave a caller hanging on a bug here
             _LOG.exception("batch failed", extra={"event": "batch_failed"})
-            for it in items:
-                if not it.future.done():
-                    it.future.set_exception(ServingError(Code.INTERNAL, f"batch failed: {exc}"))
+            _fail(items, ServingError(Code.INTERNAL, f"batch failed: {exc}"))
         finally:
             self._busy -= 1
             self._schedule()
+
+    def _calibrate_waits(self, model: str, items: list[_Item], *, started: float) -> None:
+        """Queue-wait metrics, and the admission estimate's scale learnt from real waits."""
+        for it in items:
+            waited = started - it.enqueued
+            self._metrics.queue_wait.labels(model).observe(waited)
+            if it.predicted_wait >= _MIN_CALIBRATION_WAIT:
+                ratio = min(max(waited / it.predicted_wait, 0.5), 5.0)
+                self._wait_scale += _COST_SMOOTHING * (ratio - self._wait_scale)
+
+    def _stack_inputs(self, items: list[_Item]) -> tuple[dict[str, np.ndarray], int, int]:
+        """The batch's inputs (requests concatenated, padded to an allowed batch size), its
+        real rows and its padded rows."""
+        rows = sum(it.rows for it in items)
+        if len(items) == 1:
+            inputs = items[0].inputs
+        else:
+            names = list(items[0].inputs)
+            inputs = {n: np.concatenate([it.inputs[n] for it in items], axis=0) for n in names}
+        padded_rows = rows
+        if self._s.enabled and self._s.allowed_batch_sizes and not items[0].solo:
+            padded_rows = next((b for b in self._s.allowed_batch_sizes if b >= rows), rows)
+            if padded_rows > rows:
+                # TF Serving pads with copies of a real row; so do we, and drop their outputs.
+                inputs = {
+                    n: np.concatenate([a, np.repeat(a[-1:], padded_rows - rows, axis=0)])
+                    for n, a in inputs.items()
+                }
+        return inputs, rows, padded_rows
+
+    def _learn_token_cost(self, key: tuple[str, int], per_token: float) -> None:
+        # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
+        old = self._token_seconds.get(key)
+        self._token_seconds[key] = (
+            per_token if old is None else old + _COST_SMOOTHING * (per_token - old)
+        )
+
+
+def _fail(items: list[_Item], exc: ServingError) -> None:
+    for it in items:
+        if not it.future.done():
+            it.future.set_exception(exc)
+
+
+def _deliver(
+    items: list[_Item], outputs: dict[str, np.ndarray], *, rows: int, padded_rows: int
+) -> None:
+    """Each request's rows of the batch's outputs (padding rows dropped)."""
+    if len(items) == 1 and padded_rows == rows:
+        if not items[0].future.done():
+            items[0].future.set_result(outputs)
+        return
+    bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != padded_rows]
+    if bad:
+        _fail(
+            items,
+            ServingError(
+                Code.INTERNAL, f"batched outputs {bad} have no batch dimension of {padded_rows}"
+            ),
+        )
+        return
+    offset = 0
+    for it in items:
+        part = {n: a[offset : offset + it.rows] for n, a in outputs.items()}
+        offset += it.rows
+        if not it.future.done():
+            it.future.set_result(part)
 
 
 def _plan_batch(items: list[_Item], head: _Item, max_rows: int, max_tokens: int) -> list[_Item]:

@@ -32,6 +32,7 @@ from serving.model_manager import ModelManager, ServableVersion
 from serving.served_signature import ServedSignature, ValidatedInputs
 from serving.server_config import ConfigError, ServerConfig
 from serving.serving_metrics import ServingMetrics
+from serving.worker_commands import WorkerCommand
 from serving.worker_process import WorkerProcess
 
 _LOG = logging.getLogger("textserve.core")
@@ -216,16 +217,20 @@ class ServingCore:
 
     async def _load(self, key: tuple[str, int], path: str) -> int:
         return int(
-            await self._current_worker().call("load", key, path, self.config.enable_model_warmup)
+            await self._current_worker().call(
+                WorkerCommand.LOAD.value, key, path, self.config.enable_model_warmup
+            )
         )
 
     async def _unload(self, key: tuple[str, int]) -> None:
-        await self._current_worker().call("unload", key)
+        await self._current_worker().call(WorkerCommand.UNLOAD.value, key)
 
     async def _run(
         self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
     ) -> tuple[dict[str, np.ndarray], float]:
-        outputs, seconds = await self._current_worker().call("run", key, signature, inputs)
+        outputs, seconds = await self._current_worker().call(
+            WorkerCommand.RUN.value, key, signature, inputs
+        )
         return outputs, seconds
 
     # --- polling -------------------------------------------------------------------------
