@@ -9,7 +9,8 @@ from __future__ import annotations
 TASK_EMBEDDING = "embedding"
 TASK_CLASSIFICATION = "classification"
 TASK_FILL_MASK = "fill-mask"
-TASKS = (TASK_EMBEDDING, TASK_CLASSIFICATION, TASK_FILL_MASK)
+TASK_TOKEN_CLASSIFICATION = "token-classification"
+TASKS = (TASK_EMBEDDING, TASK_CLASSIFICATION, TASK_FILL_MASK, TASK_TOKEN_CLASSIFICATION)
 
 # --- Signatures ------------------------------------------------------------------------
 SERVING_DEFAULT = "serving_default"  # raw text -> task outputs
@@ -42,6 +43,17 @@ SEQUENCE_OUTPUT = "sequence_output"  # float32 [batch, seq, hidden]
 DEFAULT_OUTPUT = "default"  # = pooled_output (TF Hub convention)
 ENCODER_OUTPUTS = "encoder_outputs"  # float32 [layers, batch, seq, hidden]
 MLM_LOGITS = "mlm_logits"  # float32 [batch, positions, vocab]
+# Token classification: per token of the padded input (specials and padding included) ...
+TOKEN_LOGITS = "token_logits"  # float32 [batch, seq, num_labels]
+TOKEN_PROBABILITIES = "token_probabilities"  # float32 [batch, seq, num_labels] (softmax)
+TOKEN_LABELS = "token_labels"  # string [batch, seq]: id2label of the arg-max
+# ... and the entities transformers' pipeline("token-classification",
+# aggregation_strategy="simple") returns, padded to the most in any text of the batch.
+ENTITY_GROUPS = "entity_groups"  # string [batch, entities]; "" pads
+ENTITY_SCORES = "entity_scores"  # float32 [batch, entities]: mean token score; 0 pads
+ENTITY_STARTS = "entity_starts"  # int32 [batch, entities]: code-point offset; -1 pads
+ENTITY_ENDS = "entity_ends"  # int32 [batch, entities]: code-point offset (exclusive); -1 pads
+ENTITY_WORDS = "entity_words"  # string [batch, entities]: the tokens decoded; "" pads
 
 # --- Attributes on the SavedModel's root object --------------------------------------------
 ATTR_VOCAB_FILE = "vocab_file"  # tf.saved_model.Asset

@@ -5,6 +5,7 @@ The library behind ``textserve-export`` (see :func:`export_model`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -31,6 +32,7 @@ WARMUP_BATCH_SIZES = (1, 8, 32)
 # Output parity on pairs runs on this many of them (every pair gets token parity): pairs add
 # the type-id path, which a few dozen long and short pairs exercise fully.
 _OUTPUT_PAIRS = 64
+_LABELLED_TASKS = (contract.TASK_CLASSIFICATION, contract.TASK_TOKEN_CLASSIFICATION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +68,14 @@ def export_model(
     verify: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    do_lower_case: bool | None = None,
 ) -> ExportReport:
     """Export ``checkpoint`` to ``output`` (``BASE/VERSION``, TF Serving's layout).
 
-    ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. ``task``
+    ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. A Google
+    TF1 BERT or TF Model Garden TF2 checkpoint is converted first (see
+    :mod:`models.loading.tf_checkpoint`); ``do_lower_case`` is its tokenizer's lowercasing when
+    the checkpoint cannot tell. ``task``
     defaults to the checkpoint's own (sentence-transformers and BertModel -> embedding,
     ``*ForSequenceClassification`` -> classification, ``*ForMaskedLM`` -> fill-mask).
     ``max_seq_length`` defaults to sentence_bert_config.json's, else the config's
@@ -98,15 +104,24 @@ def export_model(
         raise ExportConfigError(f"--top-k must be at least 1, not {top_k}")
 
     from models.bundled import bundled_checkpoint
+    from models.loading import open_checkpoint
     from models.loading.checkpoint_loader import CheckpointLoader
+    from models.loading.task_guard import checkpoint_task
 
-    with _Steps(progress) as steps:
+    with _Steps(progress) as steps, contextlib.ExitStack() as stack:
         steps.start("reading checkpoint")
-        loader = CheckpointLoader(bundled_checkpoint() if checkpoint is None else checkpoint)
-        task = task or loader.default_task()
+        opened = stack.enter_context(
+            open_checkpoint(
+                bundled_checkpoint() if checkpoint is None else checkpoint,
+                do_lower_case=do_lower_case,
+            )
+        )
+        loader = CheckpointLoader(opened.model_dir)
+        task = checkpoint_task(loader, task)
+        opened.check_task(task)
         seq_length = _max_seq_length(loader, max_seq_length)
-        if task == contract.TASK_CLASSIFICATION and not loader.config.id2label:
-            raise ExportConfigError("a classification export needs num_labels/id2label in config")
+        if task in _LABELLED_TASKS and not loader.config.id2label:
+            raise ExportConfigError(f"a {task} export needs num_labels/id2label in config")
 
         steps.start("building model and loading weights")
         model, load_report = _build(
@@ -146,6 +161,7 @@ def export_model(
                 verification=verification,
                 jit_compile=jit_compile,
             )
+            card["source"].update(opened.card_fields())
             (staging / contract.MODEL_CARD_FILE).write_text(
                 json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
@@ -157,7 +173,7 @@ def export_model(
 
     return ExportReport(
         output=output,
-        checkpoint=loader.checkpoint_dir,
+        checkpoint=opened.source,
         task=task,
         max_seq_length=seq_length,
         length_buckets=tuple(model.tokenizer.length_buckets),
@@ -214,7 +230,8 @@ def _build(
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
     from models.layers.sentence_embedding_head import SentenceEmbeddingHead
-    from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
+    from models.layers.token_classification_head import TokenClassificationHead
+    from models.tokenizers import text_tokenizer_from_checkpoint
 
     config = loader.config
     encoder = BertEncoder(**config.encoder_kwargs(use_pooler=loader.has_pooler))
@@ -227,6 +244,11 @@ def _build(
             num_labels=len(config.id2label),
             hidden_size=config.hidden_size,
             multi_label=config.problem_type == "multi_label_classification",
+        )
+        targets.update(head.checkpoint_variables())
+    elif task == contract.TASK_TOKEN_CLASSIFICATION:
+        head = TokenClassificationHead(
+            num_labels=len(config.id2label), hidden_size=config.hidden_size
         )
         targets.update(head.checkpoint_variables())
     else:
@@ -245,7 +267,7 @@ def _build(
         if length_buckets == "default" or (length_buckets is None and jit_compile):
             length_buckets = [b for b in DEFAULT_LENGTH_BUCKETS if b < max_seq_length]
             length_buckets.append(max_seq_length)
-        tokenizer = BertTextTokenizer.from_checkpoint(
+        tokenizer = text_tokenizer_from_checkpoint(
             loader.model_dir,
             max_seq_length=max_seq_length,
             length_buckets=None if pad_to_longest else length_buckets,
@@ -266,7 +288,7 @@ def _build(
             encoder=encoder,
             task=task,
             head=head,
-            id2label=config.id2label if task == contract.TASK_CLASSIFICATION else (),
+            id2label=config.id2label if task in _LABELLED_TASKS else (),
             top_k=top_k,
             jit_compile=jit_compile,
         )
@@ -407,7 +429,7 @@ def _model_card(
     config = loader.config
     if task == contract.TASK_EMBEDDING:
         output_dim = config.hidden_size
-    elif task == contract.TASK_CLASSIFICATION:
+    elif task in _LABELLED_TASKS:
         output_dim = len(config.id2label)
     else:
         output_dim = config.vocab_size

@@ -58,6 +58,7 @@ class TorchReference:
             contract.TASK_EMBEDDING: transformers.AutoModel,
             contract.TASK_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
             contract.TASK_FILL_MASK: transformers.AutoModelForMaskedLM,
+            contract.TASK_TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
         }[task]
         self.model = model_class.from_pretrained(str(model_dir)).eval()
 
@@ -94,13 +95,19 @@ class TorchReference:
     def outputs(
         self, texts: Sequence[str], pairs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """``embedding``; ``logits``; or ``mlm_logits`` [batch, seq, vocab] and the inputs."""
+        """``embedding``; ``logits``; ``token_logits`` [batch, seq, labels] and the mask; or
+        ``mlm_logits`` [batch, seq, vocab] and the inputs."""
         torch = self._torch
         batch = self.encode_batch(texts, pairs)
         with torch.inference_mode():
             result = self.model(**batch)
         if self.task == contract.TASK_CLASSIFICATION:
             return {contract.LOGITS: result.logits.numpy()}
+        if self.task == contract.TASK_TOKEN_CLASSIFICATION:
+            return {
+                contract.TOKEN_LOGITS: result.logits.numpy(),
+                contract.INPUT_MASK: batch["attention_mask"].numpy(),
+            }
         if self.task == contract.TASK_FILL_MASK:
             return {
                 contract.MLM_LOGITS: result.logits.numpy(),

@@ -12,6 +12,7 @@ from models.bert.bert_encoder import BertEncoder
 from models.layers.classification_head import ClassificationHead
 from models.layers.masked_lm_head import MaskedLMHead
 from models.layers.sentence_embedding_head import SentenceEmbeddingHead
+from models.layers.token_classification_head import TokenClassificationHead
 from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
 
 _IDS_SPECS = (
@@ -35,7 +36,9 @@ class TextModel(tf.Module):
       ``encoder_outputs`` ``[layers, batch, seq, hidden]``;
     - ``mlm`` (fill-mask only): the three + ``masked_lm_positions`` -> ``mlm_logits``.
 
-    Task outputs: ``embedding``; ``logits``, ``probabilities``, ``labels``; or, for fill-mask,
+    Task outputs: ``embedding``; ``logits``, ``probabilities``, ``labels``; for token
+    classification ``token_logits``/``token_probabilities`` ``[batch, seq, labels]`` and
+    ``token_labels`` ``[batch, seq]`` (every position of the padded input); or, for fill-mask,
     ``top_k_tokens``/``top_k_ids``/``top_k_scores`` ``[batch, masks, k]`` and ``mask_positions``
     ``[batch, masks]`` for each [MASK] of each text (``masks`` = the most in any text of the
     batch; rows with fewer masks are padded with position -1, id -1, token "" and score 0).
@@ -56,7 +59,7 @@ class TextModel(tf.Module):
         tokenizer: BertTextTokenizer,
         encoder: BertEncoder,
         task: str,
-        head: SentenceEmbeddingHead | ClassificationHead | MaskedLMHead,
+        head: SentenceEmbeddingHead | ClassificationHead | MaskedLMHead | TokenClassificationHead,
         id2label: Sequence[str] = (),
         top_k: int = 5,
         jit_compile: bool = False,
@@ -64,8 +67,11 @@ class TextModel(tf.Module):
         super().__init__(name="text_model")
         if task not in contract.TASKS:
             raise ValueError(f"task must be one of {contract.TASKS}, not {task!r}")
-        if task == contract.TASK_CLASSIFICATION and not id2label:
-            raise ValueError("a classification model needs id2label")
+        if (
+            task in (contract.TASK_CLASSIFICATION, contract.TASK_TOKEN_CLASSIFICATION)
+            and not id2label
+        ):
+            raise ValueError(f"a {task} model needs id2label")
         if task == contract.TASK_FILL_MASK and not 1 <= top_k <= tokenizer.vocab_size:
             raise ValueError(f"top_k must lie in [1, {tokenizer.vocab_size}], not {top_k}")
         self.task = task
@@ -147,6 +153,11 @@ class TextModel(tf.Module):
             outputs = dict(self.head(encoded[contract.POOLED_OUTPUT]))
             best = tf.argmax(outputs[contract.LOGITS], axis=-1, output_type=tf.int32)
             outputs[contract.LABELS] = tf.gather(tf.constant(self.id2label, tf.string), best)
+            return outputs
+        if self.task == contract.TASK_TOKEN_CLASSIFICATION:
+            outputs = dict(self.head(encoded[contract.SEQUENCE_OUTPUT]))
+            best = tf.argmax(outputs[contract.TOKEN_LOGITS], axis=-1, output_type=tf.int32)
+            outputs[contract.TOKEN_LABELS] = tf.gather(tf.constant(self.id2label, tf.string), best)
             return outputs
         return self._fill_mask(inputs[contract.INPUT_WORD_IDS], encoded[contract.SEQUENCE_OUTPUT])
 
