@@ -150,6 +150,46 @@ def check_output_parity(
     return worst, worst_text
 
 
+def check_entity_parity(loaded: Any, reference: Any, *, texts: Sequence[str]) -> int:
+    """The served ``entity_*`` outputs equal transformers' token-classification pipeline
+    (``aggregation_strategy="simple"``) on every text that fits max_seq_length (the pipeline
+    splits longer ones into chunks; the export truncates). Returns how many texts were checked.
+
+    Groups, words and offsets must be equal; scores within 1e-5. Raises
+    :class:`VerificationError` naming the first text that differs.
+    """
+    fitting = [t for t in texts if reference.fits(t)]
+    signature = loaded.signatures[contract.SERVING_DEFAULT]
+    for index in _batches(fitting, None):
+        batch = [fitting[i] for i in index]
+        ours = {k: v.numpy() for k, v in signature(text=tf.constant(batch)).items()}
+        for row, text in enumerate(batch):
+            expected = reference.entities(text)
+            got = [
+                {
+                    "entity_group": ours[contract.ENTITY_GROUPS][row, i].decode(),
+                    "word": ours[contract.ENTITY_WORDS][row, i].decode(),
+                    "start": int(ours[contract.ENTITY_STARTS][row, i]),
+                    "end": int(ours[contract.ENTITY_ENDS][row, i]),
+                    "score": float(ours[contract.ENTITY_SCORES][row, i]),
+                }
+                for i in range(ours[contract.ENTITY_GROUPS].shape[1])
+                if int(ours[contract.ENTITY_STARTS][row, i]) >= 0
+            ]
+            same = len(got) == len(expected) and all(
+                {k: g[k] for k in ("entity_group", "word", "start", "end")}
+                == {k: e[k] for k in ("entity_group", "word", "start", "end")}
+                and abs(g["score"] - float(e["score"])) <= 1e-5
+                for g, e in zip(got, expected, strict=False)
+            )
+            if not same:
+                raise VerificationError(
+                    f"entity parity failed on {text!r}: exported {got[:5]} vs pipeline "
+                    f"{expected[:5]}"
+                )
+    return len(fitting)
+
+
 def _token_diffs(ours: dict[str, Any], expected: dict[str, np.ndarray]) -> np.ndarray:
     """Per text: max abs difference of the token logits over its real (unpadded) tokens."""
     theirs = expected[contract.TOKEN_LOGITS]

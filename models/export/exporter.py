@@ -414,6 +414,7 @@ def _verify(
 
     from models.export.export_verification import (
         TOLERANCES,
+        check_entity_parity,
         check_output_parity,
         check_token_parity,
         probe_pairs,
@@ -456,7 +457,12 @@ def _verify(
         loaded, reference, texts=firsts[:_OUTPUT_PAIRS], pairs=seconds[:_OUTPUT_PAIRS], **common
     )
     worst_diff, worst_text = max((single_diff, single_worst), (pair_diff, pair_worst))
+    entity_texts = None
+    if task == contract.TASK_TOKEN_CLASSIFICATION:
+        steps.start("verifying entities against the transformers pipeline")
+        entity_texts = check_entity_parity(loaded, reference, texts=texts)
     return {
+        "entity_texts": entity_texts,
         "token_texts": token_texts,
         "token_pairs": token_pairs,
         "output_texts": len(texts) + min(len(firsts), _OUTPUT_PAIRS),

@@ -61,6 +61,28 @@ class TorchReference:
             contract.TASK_TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
         }[task]
         self.model = model_class.from_pretrained(str(model_dir)).eval()
+        self._pipeline: Any = None
+
+    def fits(self, text: str) -> bool:
+        """Whether ``text`` tokenizes to at most max_seq_length tokens (specials included)."""
+        return len(self.tokenizer(text)["input_ids"]) <= self.max_seq_length
+
+    def entities(self, text: str) -> list[dict[str, Any]]:
+        """transformers' ``pipeline("token-classification", aggregation_strategy="simple")``
+        on ``text`` (token-classification only; [] for a text with nothing to tokenize)."""
+        if self._pipeline is None:
+            import transformers
+
+            self._pipeline = transformers.pipeline(
+                "token-classification",
+                model=self.model,
+                tokenizer=self.tokenizer,
+                aggregation_strategy="simple",
+                device="cpu",
+            )
+        if len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) == 0:
+            return []  # the pipeline cannot run on zero tokens
+        return list(self._pipeline(text))
 
     def encode_batch(
         self, texts: Sequence[str], pairs: Sequence[str] | None = None

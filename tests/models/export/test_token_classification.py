@@ -19,9 +19,16 @@ import torch
 import transformers
 
 from models import contract
-from models.errors import CheckpointError, ExportConfigError, MissingWeightsError
+from models.errors import (
+    CheckpointError,
+    ExportConfigError,
+    MissingWeightsError,
+    VerificationError,
+)
 from models.export.entity_grouper import EntityGrouper
+from models.export.export_verification import check_entity_parity
 from models.export.exporter import export_model
+from models.export.reference import TorchReference
 from tests.conftest import TINY_TOKEN_ID2LABEL
 from tests.support.server_process import ServerProcess
 
@@ -76,6 +83,22 @@ def test_token_logits_and_labels_match_pytorch(token_export: Path, token_checkpo
     card = json.loads((token_export / contract.MODEL_CARD_FILE).read_text())
     assert card["task"] == contract.TASK_TOKEN_CLASSIFICATION
     assert card["labels"] == list(TINY_TOKEN_ID2LABEL.values()) and card["output_dim"] == 6
+    # The export's own verification compared the entities with the pipeline on the probe texts.
+    assert card["verification"]["entity_texts"] >= 200
+
+
+def test_entity_parity_failure_names_the_text(
+    token_export: Path, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    # A reference with other weights predicts other entities: verification must see it.
+    other = TorchReference(
+        tiny_checkpoint("token_classification", seed=1),
+        task=contract.TASK_TOKEN_CLASSIFICATION,
+        max_seq_length=128,
+    )
+    loaded = tf.saved_model.load(str(token_export))
+    with pytest.raises(VerificationError, match="entity parity failed on 'My name is Wolfgang"):
+        check_entity_parity(loaded, other, texts=SENTENCES[:1])
 
 
 def _pipeline_entities(checkpoint: Path) -> list[list[dict[str, Any]]]:
