@@ -152,7 +152,9 @@ class PhaseResult:
             "measured_requests": float(len(measured)),
             "ok_rps": throughput,
             "texts_per_s": throughput * self.batch_size,
-            "error_rate": (len(measured) - len(ok)) / len(measured) if measured else math.nan,
+            # The table's own counts (all of the level's requests, warm-up included), so the
+            # chart's "x of y errors" can never disagree with the table next to it.
+            "error_rate": sum(self.errors.values()) / self.sent if self.sent else math.nan,
             "p50_ms": float(pct[0]),
             "p90_ms": float(pct[1]),
             "p99_ms": float(pct[2]),

@@ -106,6 +106,13 @@ def write_json(report: LoadTestReport, path: Path) -> None:
     path.write_text(json.dumps(clean(report.to_json()), indent=2) + "\n")
 
 
+def error_share_label(phase: PhaseResult) -> str:
+    """What the chart writes at an open-loop point: the same counts as the summary table."""
+    errors = sum(phase.errors.values())
+    share = 100.0 * errors / phase.sent if phase.sent else 0.0
+    return f"{errors} of {phase.sent} errors ({share:.0f}%)"
+
+
 def write_chart(report: LoadTestReport, path: Path) -> None:
     """Throughput and latency percentiles against concurrency (closed) and offered rate (open)."""
     import matplotlib
@@ -126,10 +133,9 @@ def write_chart(report: LoadTestReport, path: Path) -> None:
         if mode == "open":
             offered = [p.level * p.batch_size for p in phases]
             ax.plot(xs, offered, ":", color="tab:gray", label="texts/s offered")
-            shed = [f["error_rate"] * 100 for f in figs]
-            for x, y, s in zip(xs, [f["texts_per_s"] for f in figs], shed, strict=True):
+            for x, y, phase in zip(xs, [f["texts_per_s"] for f in figs], phases, strict=True):
                 ax.annotate(
-                    f"{s:.0f}% errors",
+                    error_share_label(phase),
                     (x, y),
                     textcoords="offset points",
                     xytext=(0, 8),
@@ -155,7 +161,16 @@ def write_chart(report: LoadTestReport, path: Path) -> None:
         lat.set_ylabel("latency of ok requests, ms (log)")
         handles = ax.get_legend_handles_labels()
         more = lat.get_legend_handles_labels()
-        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="upper left")
+        # Below the axes: inside them the legend covered the first points.
+        ax.legend(
+            handles[0] + more[0],
+            handles[1] + more[1],
+            fontsize=8,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.14),
+            ncol=3,
+            frameon=False,
+        )
         ax.set_title(
             (
                 "closed loop: sweep of concurrency"

@@ -62,6 +62,19 @@ BUNDLED_MODEL_NAME = "minilm"  # the name the README serves the bundled model un
 METRICS_PATH = "/monitoring/prometheus/metrics"
 OPENAI_EMBEDDINGS_PATH = "/v1/embeddings"
 OPENAPI_PATH = "/v1/openapi.json"
+DEFAULT_REST_API_TIMEOUT_MS = 30_000  # tensorflow_model_server --rest_api_timeout_in_ms
+
+# --- TF Serving's gRPC API names (what its stubs and clients name on the wire) ---------------
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+SIGNATURE_DEF_FIELD = "signature_def"  # the one GetModelMetadata metadata_field TF Serving knows
+# The Any's type URL names TF Serving's message: its clients' Unpack() checks the name.
+SIGNATURE_DEF_MAP_TYPE_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"  # SignatureDef.method_name values
+REGRESS_METHOD_NAME = "tensorflow/serving/regress"
+# Status codes that mean "overloaded, back off": TF Serving answers a full batch queue with
+# UNAVAILABLE, this server (like gRPC's own concurrency limit) with RESOURCE_EXHAUSTED.
+OVERLOAD_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE"})
 
 # --- Metric names (Prometheus) ----------------------------------------------------------------
 METRIC_REQUESTS = "textserve_requests_total"  # labels: model, api, code

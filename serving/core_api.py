@@ -1,19 +1,24 @@
-"""The one interface both fronts (gRPC, REST) call: request logic is written once, behind it.
+"""The types between the fronts, TF Serving's semantics and the engine.
 
-The engine (model manager, batcher, TF worker) implements ``InferenceCore``; the fronts only
-decode the wire format into ``PredictCall``, call the core, and encode the result or the
-``ServingError`` it raised.
+The fronts decode the wire into a ``PredictCall`` (and the other calls of
+``serving.tf_serving_api.TfServingApi``), which decides what TF Serving would answer and runs
+the work on an ``InferenceCore`` (the engine: model manager, batcher, TF worker).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+import enum
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from serving.errors import Code
+
+if TYPE_CHECKING:
+    from serving.served_signature import ServedSignature, ValidatedInputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,16 +54,27 @@ class CheckedInputs(Mapping[str, np.ndarray]):
         return len(self._arrays)
 
 
+# Decodes a request's tensors once the signature they run on is known.
+SignatureDecoder = Callable[["ServedSignature"], CheckedInputs]
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictCall:
-    """A decoded predict request; ``inputs`` come from ``TensorCodec`` (see ``CheckedInputs``)."""
+    """A predict request as the front decoded it.
+
+    ``decode`` turns the request's tensors into ``CheckedInputs`` (through the front's codec)
+    once the signature is known: REST JSON needs the signature's dtypes to read numbers and
+    strings, a TensorProto ignores it. ``exact_dtypes``: the wire carries dtypes (TensorProto),
+    so they must equal the signature's, as in TF Serving; JSON numbers are converted when exact.
+    """
 
     model: ModelRef
-    signature_name: str
-    inputs: CheckedInputs
+    signature_name: str  # "" = TF Serving's default signature
+    decode: SignatureDecoder
+    exact_dtypes: bool
     output_filter: Sequence[str] = ()
     deadline: float | None = None  # time.monotonic() value; None = the server's default
-    api: str = "grpc"  # metrics label: grpc | rest | openai
+    api: str = "grpc"  # metrics label only: grpc | rest | openai
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,37 +83,91 @@ class PredictResult:
     version: int
     signature_name: str
     outputs: Mapping[str, np.ndarray]
+    signature_names: frozenset[str] = frozenset()  # every signature of the version that ran
+
+
+class VersionState(enum.StrEnum):
+    """TF Serving's ServableState, as GetModelStatus names it."""
+
+    START = "START"
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    END = "END"
 
 
 @dataclasses.dataclass(frozen=True)
 class VersionStatus:
-    """One version's state, as GetModelStatus reports it.
-
-    ``state``: START / LOADING / AVAILABLE / UNLOADING / END.
-    """
+    """One version's state, as GetModelStatus reports it."""
 
     version: int
-    state: str
+    state: str  # a VersionState value
     error_code: int = 0  # serving.errors.Code grpc value
     error_message: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelMetadata:
+class ServableMetadata:
+    """What GetModelMetadata answers about one version (``ModelMetadata`` on the client side)."""
+
     model_name: str
     version: int
     # tensorflow.serving SignatureDefMap-compatible: serialized tensorflow.SignatureDef per name
     signature_defs: Mapping[str, bytes]
 
 
-class InferenceCore(Protocol):
-    """Implemented by the engine; raises ``serving.errors.ServingError`` for every failure."""
+class Servable(Protocol):
+    """One AVAILABLE model version, as ``InferenceCore.resolve`` returns it."""
 
-    async def predict(self, call: PredictCall) -> PredictResult: ...
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def specs(self) -> Mapping[str, ServedSignature]: ...
+
+    @property
+    def signature_defs(self) -> Mapping[str, bytes]: ...
+
+
+UNKNOWN_MODEL = "_unknown"  # the metrics' model label of names the server does not serve
+
+
+@dataclasses.dataclass
+class RequestScope:
+    """One request's metrics labels; ``model`` stays ``UNKNOWN_MODEL`` until the name resolves,
+    so names a client invents never become label values."""
+
+    api: str
+    model: str = UNKNOWN_MODEL
+
+
+class InferenceCore(Protocol):
+    """The engine; raises ``serving.errors.ServingError`` for every failure."""
+
+    def request_scope(self, *, api: str) -> contextlib.AbstractContextManager[RequestScope]:
+        """Around one request: refuses it while draining, counts it in flight and in the
+        metrics (with the code of the ``ServingError`` it ends with)."""
+        ...
+
+    def resolve(self, model: ModelRef) -> Servable:
+        """The AVAILABLE version a request runs on (NOT_FOUND / UNAVAILABLE otherwise)."""
+        ...
+
+    async def run(
+        self,
+        servable: Servable,
+        signature: ServedSignature,
+        inputs: ValidatedInputs,
+        *,
+        deadline: float | None,
+    ) -> Mapping[str, np.ndarray]:
+        """Queue the checked inputs for the worker (batched) and return the outputs."""
+        ...
 
     def model_status(self, model: ModelRef) -> Sequence[VersionStatus]: ...
-
-    def model_metadata(self, model: ModelRef) -> ModelMetadata: ...
 
     async def reload_config(self, model_server_config: bytes) -> None:
         """Apply a serialized tensorflow.serving.ModelServerConfig (HandleReloadConfigRequest)."""
@@ -107,12 +177,11 @@ class InferenceCore(Protocol):
         """True while not draining and every configured model has an AVAILABLE version."""
         ...
 
-    def signature_names(self, model: ModelRef) -> Sequence[str]: ...
-
     def record_request(self, *, model: str, api: str, code: Code) -> None:
-        """Count in METRIC_REQUESTS a request a front rejected before ``predict``.
+        """Count in METRIC_REQUESTS a request a front rejected before it reached the core.
 
-        (A bad wire format, a body too big: the core never saw it.)
+        (A bad wire format, a body too big.) A model name the server does not serve is
+        counted as ``UNKNOWN_MODEL``.
         """
         ...
 

@@ -25,30 +25,25 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import message, text_format
+from google.protobuf import message
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.protos import serving_apis_pb2 as apis
-from clients.protos import signature_pb2
 from models import contract
-from serving.core_api import InferenceCore, ModelMetadata, ModelRef, PredictCall
+from serving.core_api import InferenceCore, ModelRef, PredictCall
 from serving.errors import Code, ServingError
+from serving.limits import Limits
 from serving.protos import textserve_front_pb2 as tfs
 from serving.server_config import SslSettings
-from serving.tensor_codec import TensorCodec, WireLimits
+from serving.tensor_codec import TensorCodec
+from serving.tf_serving_api import ExampleMethod, TfServingApi
+from serving.tf_serving_messages import metadata_response, status_response
 
 _log = logging.getLogger(__name__)
 
-PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
-MODEL_SERVICE = "tensorflow.serving.ModelService"
-SIGNATURE_DEF_FIELD = "signature_def"  # the only GetModelMetadata field TF Serving knows
-# The Any's type URL names TF Serving's message: its clients' Unpack() checks the name.
-SIGNATURE_DEF_MAP_TYPE_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 # Services a health check may name besides "" (the whole server).
-_HEALTH_SERVICES = ("", PREDICTION_SERVICE, MODEL_SERVICE)
+_HEALTH_SERVICES = ("", contract.PREDICTION_SERVICE, contract.MODEL_SERVICE)
 _HEALTH_POLL_S = 0.1  # Watch streams see a readiness change within this
 
 _Response = TypeVar("_Response")
@@ -62,18 +57,6 @@ def model_ref(spec: apis.ModelSpec) -> ModelRef:
         version=spec.version.value if choice == "version" else None,
         label=spec.version_label if choice == "version_label" else None,
     )
-
-
-def signature_def_map(metadata: ModelMetadata) -> apis.SignatureDefMap:
-    """The model's SignatureDefs, as GetModelMetadata answers them."""
-    signature_map = apis.SignatureDefMap()
-    for name, blob in metadata.signature_defs.items():
-        signature_map.signature_def[name].MergeFromString(blob)
-    return signature_map
-
-
-def signature_defs(metadata: ModelMetadata) -> dict[str, signature_pb2.SignatureDef]:
-    return dict(signature_def_map(metadata).signature_def)
 
 
 async def _answer(
@@ -103,13 +86,25 @@ def _serialize(response: message.Message) -> bytes:
 _Work = Callable[[Any, grpc.aio.ServicerContext], Awaitable[message.Message]]
 
 
-def _unary(method: str, request_type: type[message.Message], work: _Work) -> grpc.RpcMethodHandler:
-    async def handle(request: Any, context: grpc.aio.ServicerContext) -> message.Message:
+def _unary(
+    method: str, request_type: type[message.Message], work: _Work, core: InferenceCore
+) -> grpc.RpcMethodHandler:
+    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> message.Message:
+        # Parsed here rather than by gRPC's request_deserializer, whose failure answers
+        # UNKNOWN with the internal exception's class name.
+        try:
+            request = request_type.FromString(raw)
+        except message.DecodeError:
+            core.record_request(model="", api="grpc", code=Code.INVALID_ARGUMENT)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {request_type.DESCRIPTOR.full_name.rsplit('.', 1)[-1]}"
+                f" message",
+            )
         return await _answer(context, method, lambda: work(request, context))
 
-    return grpc.unary_unary_rpc_method_handler(
-        handle, request_deserializer=request_type.FromString, response_serializer=_serialize
-    )
+    # No request_deserializer: the handler receives the message's bytes.
+    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_serialize)
 
 
 class _HealthServicer(health_async.HealthServicer):
@@ -154,13 +149,14 @@ class GrpcFront:
         *,
         port: int = contract.DEFAULT_GRPC_PORT,
         host: str = "0.0.0.0",
-        limits: WireLimits | None = None,
+        limits: Limits | None = None,
         enable_health: bool = False,
         tensor_content: bool = False,
         max_concurrent_rpcs: int | None = None,
         ssl: SslSettings | None = None,
     ) -> None:
         self.core = core
+        self.api = TfServingApi(core)
         self.ssl = ssl
         self.port = port
         self.host = host
@@ -209,7 +205,7 @@ class GrpcFront:
 
     def _services(self) -> tuple[grpc.GenericRpcHandler, ...]:
         """PredictionService and ModelService, method by method, as TF Serving names them."""
-        prediction, model = PREDICTION_SERVICE, MODEL_SERVICE
+        prediction, model = contract.PREDICTION_SERVICE, contract.MODEL_SERVICE
         table: tuple[tuple[str, str, type[message.Message], _Work], ...] = (
             (prediction, "Predict", apis.PredictRequest, self.predict),
             (prediction, "GetModelMetadata", apis.GetModelMetadataRequest, self.metadata),
@@ -221,7 +217,7 @@ class GrpcFront:
         )
         services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
         for service, method, request_type, work in table:
-            services.setdefault(service, {})[method] = _unary(method, request_type, work)
+            services.setdefault(service, {})[method] = _unary(method, request_type, work, self.core)
         return tuple(grpc.method_handlers_generic_handler(s, h) for s, h in services.items())
 
     async def stop(self, grace: float | None = None) -> None:
@@ -247,22 +243,17 @@ class GrpcFront:
         self, request: apis.PredictRequest, context: grpc.aio.ServicerContext
     ) -> apis.PredictResponse:
         spec = request.model_spec
-        signature_name = spec.signature_name or contract.SERVING_DEFAULT
-        try:
-            inputs = self.codec.from_tensor_protos(request.inputs)
-        except ServingError as exc:  # predict() counts what reaches it; count the rest
-            self.core.record_request(model=spec.name, api="grpc", code=exc.code)
-            raise
         remaining = context.time_remaining()
         call = PredictCall(
             model=model_ref(spec),
-            signature_name=signature_name,
-            inputs=inputs,
+            signature_name=spec.signature_name,
+            decode=lambda _signature: self.codec.from_tensor_protos(request.inputs),
+            exact_dtypes=True,  # a TensorProto names its dtype: it must be the signature's
             output_filter=tuple(request.output_filter),
             deadline=None if remaining is None else time.monotonic() + remaining,
             api="grpc",
         )
-        result = await self.core.predict(call)
+        result = await self.api.predict(call)
         response = apis.PredictResponse()
         response.model_spec.name = result.model_name
         response.model_spec.version.value = result.version
@@ -278,77 +269,30 @@ class GrpcFront:
     ) -> apis.GetModelMetadataResponse:
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
-        if not request.metadata_field:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                "GetModelMetadataRequest must specify at least one metadata_field",
-            )
-        for field in request.metadata_field:
-            if field != SIGNATURE_DEF_FIELD:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported"
-                )
-        return metadata_response(self.core.model_metadata(model_ref(request.model_spec)))
+        return metadata_response(
+            self.api.metadata(model_ref(request.model_spec), list(request.metadata_field))
+        )
 
     async def classify(
         self, request: tfs.ClassificationRequest, context: grpc.aio.ServicerContext | None = None
     ) -> tfs.ClassificationResponse:
-        return await self.example_api(request.model_spec, CLASSIFY_METHOD)
+        spec = request.model_spec
+        self.api.example_method(model_ref(spec), spec.signature_name, ExampleMethod.CLASSIFY)
 
     async def regress(
         self, request: tfs.RegressionRequest, context: grpc.aio.ServicerContext | None = None
     ) -> tfs.RegressionResponse:
-        return await self.example_api(request.model_spec, REGRESS_METHOD)
-
-    async def example_api(self, spec: apis.ModelSpec, method: str) -> Any:
-        """Classify / Regress: TF Serving's answer for a model without tf.Example signatures."""
-        signatures = signature_defs(self.core.model_metadata(model_ref(spec)))
-        name = spec.signature_name or contract.SERVING_DEFAULT
-        if name not in signatures:
-            raise ServingError(
-                Code.INVALID_ARGUMENT, f"No signature was found with the name: {name}"
-            )
-        check_example_signature(signatures[name], method)
-        raise ServingError(
-            Code.UNIMPLEMENTED,
-            f"signature '{name}' has the shape of a {method} signature, but this server runs "
-            "tf.Example inputs only through Predict",
-        )
+        spec = request.model_spec
+        self.api.example_method(model_ref(spec), spec.signature_name, ExampleMethod.REGRESS)
 
     async def multi_inference(
         self, request: tfs.MultiInferenceRequest, context: grpc.aio.ServicerContext | None = None
     ) -> tfs.MultiInferenceResponse:
-        first = request.tasks[0].model_spec if request.tasks else apis.ModelSpec()
-        signatures = signature_defs(self.core.model_metadata(model_ref(first)))
-        seen: set[str] = set()
-        for task in request.tasks:
-            if not task.model_spec.name:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT, "Found ModelSpec with an empty model name."
-                )
-            if task.model_spec.name != first.name:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT,
-                    "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
-                )
-            name = task.model_spec.signature_name or contract.SERVING_DEFAULT
-            if name in seen:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT, f"Duplicate evaluation of signature: {name}"
-                )
-            seen.add(name)
-            if name not in signatures:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT, f"Requested signature not found in model graph: {name}"
-                )
-            if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
-                raise ServingError(
-                    Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
-                )
-            check_example_signature(signatures[name], task.method_name)
-        raise ServingError(
-            Code.UNIMPLEMENTED,
-            "MultiInference over tf.Example inputs is not served by this server; use Predict",
+        self.api.multi_inference(
+            [
+                (model_ref(task.model_spec), task.model_spec.signature_name, task.method_name)
+                for task in request.tasks
+            ]
         )
 
     # ------------------------------------------------------------------ ModelService
@@ -357,66 +301,12 @@ class GrpcFront:
     ) -> apis.GetModelStatusResponse:
         if not request.HasField("model_spec"):
             raise ServingError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
-        return status_response(self.core.model_status(model_ref(request.model_spec)))
+        return status_response(self.api.status(model_ref(request.model_spec)))
 
     async def reload(
         self, request: tfs.ReloadConfigRequest, context: grpc.aio.ServicerContext | None = None
     ) -> tfs.ReloadConfigResponse:
         config = request.config
-        if config.WhichOneof("config") != "model_config_list":
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
-                "ModelConfigList is currently supported",
-            )
         # The model list is opaque here (unknown fields survive): the core parses it.
-        await self.core.reload_config(config.SerializeToString())
+        await self.api.reload(config.WhichOneof("config"), config.SerializeToString())
         return tfs.ReloadConfigResponse()
-
-
-def check_example_signature(signature: signature_pb2.SignatureDef, method: str) -> None:
-    """TF Serving's PreProcessClassification / PreProcessRegression checks (method-name check
-    off, its default): a predict-only signature fails here with TF Serving's message."""
-    kind = "classification" if method == CLASSIFY_METHOD else "regression"
-    if len(signature.inputs) != 1:
-        raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
-    if method == CLASSIFY_METHOD and len(signature.outputs) not in (1, 2):
-        raise ServingError(
-            Code.INVALID_ARGUMENT,
-            f"Expected one or two output Tensors, found {len(signature.outputs)}",
-        )
-    if method == REGRESS_METHOD and len(signature.outputs) != 1:
-        raise ServingError(Code.INVALID_ARGUMENT, "Expected one output Tensor.")
-    if "inputs" not in signature.inputs:
-        raise ServingError(
-            Code.INVALID_ARGUMENT,
-            f"No {kind} inputs found in SignatureDef: {text_format.MessageToString(signature)}",
-        )
-    wanted = ("classes", "scores") if method == CLASSIFY_METHOD else ("outputs",)
-    if not any(key in signature.outputs for key in wanted):
-        raise ServingError(
-            Code.INVALID_ARGUMENT,
-            f"No {kind} outputs found in SignatureDef: {text_format.MessageToString(signature)}",
-        )
-
-
-def metadata_response(metadata: ModelMetadata) -> apis.GetModelMetadataResponse:
-    """GetModelMetadataResponse as TF Serving fills it: name, version, packed SignatureDefMap."""
-    response = apis.GetModelMetadataResponse()
-    response.model_spec.name = metadata.model_name
-    response.model_spec.version.value = metadata.version
-    packed = response.metadata[SIGNATURE_DEF_FIELD]
-    packed.type_url = SIGNATURE_DEF_MAP_TYPE_URL  # Pack() would name textserve.wire's message
-    packed.value = signature_def_map(metadata).SerializeToString()
-    return response
-
-
-def status_response(statuses: Any) -> apis.GetModelStatusResponse:
-    response = apis.GetModelStatusResponse()
-    for status in statuses:
-        entry = response.model_version_status.add()
-        entry.version = status.version
-        entry.state = apis.ModelVersionStatus.State.Value(status.state)
-        entry.status.error_code = status.error_code
-        entry.status.error_message = status.error_message
-    return response

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from serving.core_api import ModelRef, VersionStatus
 from serving.errors import Code, ServingError
+from serving.served_signature import ServedSignature, parse_saved_model_signatures
 from serving.server_config import ModelConfig
 from serving.serving_metrics import ServingMetrics
-from serving.signature_spec import SignatureSpec, parse_saved_model_signatures
 
 _LOG = logging.getLogger("textserve.models")
 
@@ -37,7 +37,7 @@ class ServableVersion:
     state: str = "START"
     error: ServingError | None = None
     signature_defs: dict[str, bytes] = dataclasses.field(default_factory=dict)
-    specs: dict[str, SignatureSpec] = dataclasses.field(default_factory=dict)
+    specs: dict[str, ServedSignature] = dataclasses.field(default_factory=dict)
     inflight: int = 0
     fingerprint: tuple[float, int] = (0.0, 0)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)

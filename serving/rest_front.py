@@ -40,25 +40,23 @@ import orjson
 from aiohttp import web
 from google.protobuf import json_format
 
-from clients.protos import signature_pb2
 from models import contract
-from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, PredictResult
+from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
 from serving.errors import Code, ServingError
-from serving.grpc_front import (
-    CLASSIFY_METHOD,
-    REGRESS_METHOD,
-    check_example_signature,
-    metadata_response,
-    signature_def_map,
-    signature_defs,
-    status_response,
-)
-from serving.tensor_codec import TensorCodec, WireLimits
+from serving.json_log import RejectedHttpFilter
+from serving.limits import Limits
+from serving.served_signature import ServedSignature
+from serving.tensor_codec import TensorCodec
+from serving.tf_serving_api import ExampleMethod, TfServingApi
+from serving.tf_serving_messages import metadata_response, signature_def_map, status_response
 
 _log = logging.getLogger(__name__)
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
-DEFAULT_TIMEOUT_MS = 30_000  # tensorflow_model_server's --rest_api_timeout_in_ms default
+# aiohttp logs malformed HTTP (a parser error naming the client's bytes) with a traceback at
+# error level; this logger turns each into one rate-limited JSON line (serving.json_log).
+_HTTP_LOG = logging.getLogger("textserve.rest.http")
+_HTTP_LOG.addFilter(RejectedHttpFilter())
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
 _PREDICTION_API = re.compile(
@@ -71,7 +69,7 @@ _MODEL_STATUS_API = re.compile(
 )
 _JSON = "application/json"
 _INT64_MAX = 2**63 - 1
-_SIGNATURE_CACHE_SIZE = 256
+_EXAMPLE_METHODS = {"classify": ExampleMethod.CLASSIFY, "regress": ExampleMethod.REGRESS}
 
 
 class RestFront:
@@ -88,18 +86,18 @@ class RestFront:
         *,
         port: int = contract.DEFAULT_REST_PORT,
         host: str = "0.0.0.0",
-        limits: WireLimits | None = None,
-        timeout_ms: int | None = DEFAULT_TIMEOUT_MS,
+        limits: Limits | None = None,
+        timeout_ms: int | None = contract.DEFAULT_REST_API_TIMEOUT_MS,
         metrics_path: str | None = None,
     ) -> None:
         self.core = core
+        self.api = TfServingApi(core)
         self.port = port
         self.host = host
         self.codec = TensorCodec(limits)
         self.timeout_s = timeout_ms / 1000 if timeout_ms else None
         self.metrics_path = metrics_path
         self._openapi = OPENAPI_FILE.read_bytes()
-        self._signatures: dict[tuple[str, int, str], signature_pb2.SignatureDef | None] = {}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._in_flight = 0
@@ -114,12 +112,24 @@ class RestFront:
             client_max_size=self.codec.limits.max_request_bytes + 1,
             middlewares=[self._track_in_flight],
         )
-        app.router.add_get(contract.OPENAPI_PATH, self._handle_openapi)
-        app.router.add_post(contract.OPENAI_EMBEDDINGS_PATH, self._handle_embeddings)
-        if self.metrics_path:
-            app.router.add_get(self.metrics_path, self._handle_metrics)
-        app.router.add_route("*", "/v1/{tail:.*}", self._handle_tf_serving)
+        # One route for every path: TF Serving matches its paths case-insensitively, and a path
+        # nothing serves must still answer {"error": ...} JSON, not aiohttp's plain-text 404.
+        app.router.add_route("*", "/{tail:.*}", self._route)
         return app
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.split("?", 1)[0]
+        folded = path.lower()
+        if folded == contract.OPENAI_EMBEDDINGS_PATH and request.method == "POST":
+            return await self._handle_embeddings(request)
+        if folded == contract.OPENAPI_PATH and request.method == "GET":
+            return _json_response(self._openapi)
+        if self.metrics_path and path == self.metrics_path and request.method == "GET":
+            body, content_type = self.core.render_metrics()
+            return web.Response(body=body, headers={"Content-Type": content_type})
+        if folded.startswith("/v1/"):
+            return await self._handle_tf_serving(request)
+        return _error(ServingError(Code.NOT_FOUND, f"Not found: {request.method} {path}"))
 
     async def start(self) -> int:
         # Bodies are decompressed by TensorCodec.read_body, within the byte limit.
@@ -127,7 +137,11 @@ class RestFront:
         # disconnects; cancelling it instead drops the request's queued work (the batcher
         # forgets a cancelled caller's rows) and counts it as CANCELLED.
         self._runner = web.AppRunner(
-            self.app(), auto_decompress=False, access_log=None, handler_cancellation=True
+            self.app(),
+            auto_decompress=False,
+            access_log=None,
+            handler_cancellation=True,
+            logger=_HTTP_LOG,
         )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self.port, reuse_port=False)
@@ -178,14 +192,12 @@ class RestFront:
             name, version, label, method = match.groups()
             ref = _model_ref(name, version, label)
             if method.lower() != "predict":
-                return await self._example_api(ref, await self._read_json(request), method.lower())
-            try:
-                call, form = self._predict_call(ref, await self._read_json(request))
-            except ServingError as exc:  # predict() counts what reaches it; count the rest
-                self.core.record_request(model=ref.name, api="rest", code=exc.code)
-                raise
-            result = await self.core.predict(call)
-            return _json_response(self.codec.encode_predict_json(result.outputs, form))
+                doc = await self._read_json(request)
+                if not isinstance(doc, dict):
+                    raise ServingError(Code.INVALID_ARGUMENT, "JSON body must be an object")
+                signature_name = doc.get("signature_name") or ""
+                self.api.example_method(ref, signature_name, _EXAMPLE_METHODS[method.lower()])
+            return await self._predict(request, ref)
         if request.method == "GET" and (match := _MODEL_STATUS_API.fullmatch(path)):
             name, version, label, subresource = match.groups()
             if not name:
@@ -193,7 +205,7 @@ class RestFront:
             ref = _model_ref(name, version, label)
             if subresource:
                 return _json_response(self._metadata_json(ref))
-            message = status_response(self.core.model_status(ref))
+            message = status_response(self.api.status(ref))
             return _json_response(
                 json_format.MessageToJson(
                     message,
@@ -204,6 +216,29 @@ class RestFront:
         raise ServingError(
             Code.INVALID_ARGUMENT, f"Malformed request: {request.method} {request.raw_path}"
         )
+
+    async def _predict(self, request: web.Request, ref: ModelRef) -> web.Response:
+        try:
+            doc = await self._read_json(request)
+            form = self.codec.predict_json_form(doc)
+        except ServingError as exc:  # the api counts what reaches it; count the rest
+            self.core.record_request(model=ref.name, api="rest", code=exc.code)
+            raise
+
+        def decode(signature: ServedSignature) -> CheckedInputs:
+            dtypes = {name: tensor.dtype_enum for name, tensor in signature.inputs.items()}
+            return self.codec.decode_predict_json(doc, dtypes)
+
+        call = PredictCall(
+            model=ref,
+            signature_name=doc.get("signature_name", ""),
+            decode=decode,
+            exact_dtypes=False,  # JSON numbers carry no dtype: converted where exact
+            deadline=self._deadline(),
+            api="rest",
+        )
+        result = await self.api.predict(call)
+        return _json_response(self.codec.encode_predict_json(result.outputs, form))
 
     async def _read_json(self, request: web.Request) -> Any:
         declared = request.content_length
@@ -221,52 +256,21 @@ class RestFront:
                 Code.RESOURCE_EXHAUSTED,
                 f"request body is larger than the limit of {limit} bytes; split the request",
             ) from exc
+        # Transfer codings before "chunked" (e.g. "gzip, chunked") are the sender's
+        # compression of the body: aiohttp removes only the chunking.
+        transfer = [
+            coding.strip()
+            for coding in request.headers.get("Transfer-Encoding", "").split(",")
+            if coding.strip().lower() not in ("", "chunked", "identity")
+        ]
+        for coding in reversed(transfer):
+            raw = self.codec.read_body(raw, coding)
         body = self.codec.read_body(raw, request.headers.get("Content-Encoding"))
         return self.codec.parse_json(body)
 
-    def _predict_call(self, ref: ModelRef, doc: Any) -> tuple[PredictCall, str]:
-        signature_name = (doc.get("signature_name") if isinstance(doc, dict) else None) or ""
-        if not isinstance(signature_name, str):
-            raise ServingError(Code.INVALID_ARGUMENT, "'signature_name' must be a string")
-        signature_name = signature_name or contract.SERVING_DEFAULT
-        signature = self._signature(ref, signature_name)
-        if signature is None:
-            # No dtypes to decode the body with; the core answers an unknown signature, with
-            # the same status and words on both protocols.
-            inputs, form = self.codec.check_inputs({}), "row"
-        else:
-            dtypes = {name: info.dtype for name, info in signature.inputs.items()}
-            inputs, form, _ = self.codec.decode_predict_json(doc, dtypes)
-        call = PredictCall(
-            model=ref,
-            signature_name=signature_name,
-            inputs=inputs,
-            deadline=self._deadline(),
-            api="rest",
-        )
-        return call, form
-
-    async def _example_api(self, ref: ModelRef, doc: Any, method: str) -> web.Response:
-        if not isinstance(doc, dict):
-            raise ServingError(Code.INVALID_ARGUMENT, "JSON body must be an object")
-        name = doc.get("signature_name") or contract.SERVING_DEFAULT
-        signatures = signature_defs(self.core.model_metadata(ref))
-        if name not in signatures:
-            raise ServingError(
-                Code.INVALID_ARGUMENT, f"No signature was found with the name: {name}"
-            )
-        check_example_signature(
-            signatures[name], CLASSIFY_METHOD if method == "classify" else REGRESS_METHOD
-        )
-        raise ServingError(
-            Code.UNIMPLEMENTED,
-            f"signature '{name}' has the shape of a {method} signature, but this server runs "
-            "tf.Example inputs only through :predict",
-        )
-
     def _metadata_json(self, ref: ModelRef) -> bytes:
         """TF Serving's metadata JSON: model_spec, then the unpacked SignatureDefMap."""
-        metadata = self.core.model_metadata(ref)
+        metadata = self.api.metadata(ref, [contract.SIGNATURE_DEF_FIELD])
         response = metadata_response(metadata)
         options: dict[str, Any] = {
             "preserving_proto_field_name": True,
@@ -275,24 +279,9 @@ class RestFront:
         signature_map = json_format.MessageToDict(signature_def_map(metadata), **options)
         doc = {
             "model_spec": json_format.MessageToDict(response.model_spec, **options),
-            "metadata": {"signature_def": signature_map},
+            "metadata": {contract.SIGNATURE_DEF_FIELD: signature_map},
         }
         return orjson.dumps(doc)
-
-    def _signature(self, ref: ModelRef, name: str) -> signature_pb2.SignatureDef | None:
-        """The SignatureDef a request will run, cached per (model, version, signature)."""
-        metadata = self.core.model_metadata(ref)
-        key = (metadata.model_name, metadata.version, name)
-        if key not in self._signatures:
-            if len(self._signatures) >= _SIGNATURE_CACHE_SIZE:
-                self._signatures.clear()
-            blob = metadata.signature_defs.get(name)
-            signature = None
-            if blob is not None:
-                signature = signature_pb2.SignatureDef()
-                signature.ParseFromString(blob)
-            self._signatures[key] = signature
-        return self._signatures[key]
 
     def _deadline(self) -> float | None:
         return None if self.timeout_s is None else time.monotonic() + self.timeout_s
@@ -311,8 +300,8 @@ class RestFront:
         doc: Any = None
         try:
             doc = await self._read_json(request)
-            ref, inputs, encoding, counted = self._embeddings_call(doc)
-        except ServingError as exc:  # predict() counts what reaches it; count the rest
+            ref, texts, encoding, dimensions = _embeddings_request(doc)
+        except ServingError as exc:  # the api counts what reaches it; count the rest
             model = doc.get("model") if isinstance(doc, dict) else None
             self.core.record_request(
                 model=model if isinstance(model, str) else "", api="openai", code=exc.code
@@ -320,21 +309,29 @@ class RestFront:
             raise
         deadline = self._deadline()
 
-        def run(signature: str, output: str) -> Awaitable[PredictResult]:
-            call = PredictCall(
+        inputs = self.codec.check_inputs({contract.TEXT: _text_array(texts)})
+
+        def decode(signature: ServedSignature) -> CheckedInputs:
+            _check_embedding_signature(signature, ref.name, dimensions)
+            return inputs
+
+        def call(signature_name: str, output: str, decode: SignatureDecoder) -> PredictCall:
+            return PredictCall(
                 model=ref,
-                signature_name=signature,
-                inputs=inputs,
+                signature_name=signature_name,
+                decode=decode,
+                exact_dtypes=True,
                 output_filter=(output,),
                 deadline=deadline,
                 api="openai",
             )
-            return self.core.predict(call)
 
-        embed = run(contract.SERVING_DEFAULT, contract.EMBEDDING)
-        if counted:
+        embed = self.api.predict(call(contract.SERVING_DEFAULT, contract.EMBEDDING, decode))
+        if contract.PREPROCESS in self.api.signature_names(ref):
             # Token counts come from the model's own tokenizer (its preprocess signature).
-            count = run(contract.PREPROCESS, contract.INPUT_MASK)
+            count = self.api.predict(
+                call(contract.PREPROCESS, contract.INPUT_MASK, lambda _signature: inputs)
+            )
             result, counts = await asyncio.gather(embed, count)
             tokens = int(np.asarray(counts.outputs[contract.INPUT_MASK]).sum())
         else:
@@ -356,66 +353,6 @@ class RestFront:
         }
         return _json_response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
-    def _embeddings_call(self, doc: Any) -> tuple[ModelRef, CheckedInputs, str, bool]:
-        """Validates an OpenAI embeddings body: (model, inputs, encoding, count tokens?)."""
-        if not isinstance(doc, dict):
-            raise ServingError(Code.INVALID_ARGUMENT, "JSON body must be an object")
-        model = doc.get("model")
-        if not isinstance(model, str) or not model:
-            raise ServingError(Code.INVALID_ARGUMENT, "'model' must name a served model")
-        texts = doc.get("input")
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts:
-            raise ServingError(
-                Code.INVALID_ARGUMENT, "'input' must be a string or a non-empty list of strings"
-            )
-        if not all(isinstance(text, str) for text in texts):
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                "'input' must hold strings: token-id arrays are not accepted (the tokenizer runs "
-                "inside the model)",
-            )
-        encoding = doc.get("encoding_format") or "float"
-        if encoding not in ("float", "base64"):
-            raise ServingError(
-                Code.INVALID_ARGUMENT, "'encoding_format' must be 'float' or 'base64'"
-            )
-        ref = ModelRef(name=model)
-        signature = self._signature(ref, contract.SERVING_DEFAULT)
-        if (
-            signature is None
-            or contract.EMBEDDING not in signature.outputs
-            or set(signature.inputs) != {contract.TEXT}
-        ):
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"model '{model}' is not an embedding model (needs a {contract.SERVING_DEFAULT} "
-                f"signature mapping '{contract.TEXT}' to '{contract.EMBEDDING}')",
-            )
-        dimensions = doc.get("dimensions")
-        width = _last_dim(signature.outputs[contract.EMBEDDING])
-        if dimensions is not None and dimensions != width:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"model '{model}' returns {width}-dimensional embeddings; 'dimensions' cannot "
-                "change that",
-            )
-        array = np.empty(len(texts), dtype=object)
-        array[:] = [text.encode("utf-8") for text in texts]
-        inputs = self.codec.check_inputs({contract.TEXT: array})
-        preprocess = self._signature(ref, contract.PREPROCESS)
-        counted = preprocess is not None and contract.INPUT_MASK in preprocess.outputs
-        return ref, inputs, encoding, counted
-
-    # ------------------------------------------------------------------ documents
-    async def _handle_openapi(self, request: web.Request) -> web.Response:
-        return _json_response(self._openapi)
-
-    async def _handle_metrics(self, request: web.Request) -> web.Response:
-        body, content_type = self.core.render_metrics()
-        return web.Response(body=body, headers={"Content-Type": content_type})
-
 
 def _model_ref(name: str, version: str | None, label: str | None) -> ModelRef:
     parsed_version = None
@@ -432,9 +369,53 @@ def _model_ref(name: str, version: str | None, label: str | None) -> ModelRef:
     )
 
 
-def _last_dim(info: signature_pb2.TensorInfo) -> int | None:
-    dims = info.tensor_shape.dim
-    return dims[-1].size if dims and dims[-1].size >= 0 else None
+def _text_array(texts: list[str]) -> np.ndarray:
+    array = np.empty(len(texts), dtype=object)
+    array[:] = [text.encode("utf-8") for text in texts]
+    return array
+
+
+def _embeddings_request(doc: Any) -> tuple[ModelRef, list[str], str, Any]:
+    """An OpenAI embeddings body: (model, texts, encoding_format, dimensions)."""
+    if not isinstance(doc, dict):
+        raise ServingError(Code.INVALID_ARGUMENT, "JSON body must be an object")
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        raise ServingError(Code.INVALID_ARGUMENT, "'model' must name a served model")
+    texts = doc.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts:
+        raise ServingError(
+            Code.INVALID_ARGUMENT, "'input' must be a string or a non-empty list of strings"
+        )
+    if not all(isinstance(text, str) for text in texts):
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            "'input' must hold strings: token-id arrays are not accepted (the tokenizer runs "
+            "inside the model)",
+        )
+    encoding = doc.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise ServingError(Code.INVALID_ARGUMENT, "'encoding_format' must be 'float' or 'base64'")
+    return ModelRef(name=model), texts, encoding, doc.get("dimensions")
+
+
+def _check_embedding_signature(signature: ServedSignature, model: str, dimensions: Any) -> None:
+    if contract.EMBEDDING not in signature.outputs or set(signature.inputs) != {contract.TEXT}:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"model '{model}' is not an embedding model (needs a {contract.SERVING_DEFAULT} "
+            f"signature mapping '{contract.TEXT}' to '{contract.EMBEDDING}')",
+        )
+    shape = signature.outputs[contract.EMBEDDING].shape
+    width = shape[-1] if shape else None
+    if dimensions is not None and dimensions != width:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"model '{model}' returns {width}-dimensional embeddings; 'dimensions' cannot "
+            "change that",
+        )
 
 
 def _json_response(body: bytes, status: int = 200) -> web.Response:

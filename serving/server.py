@@ -19,19 +19,8 @@ from serving.json_log import configure_logging
 from serving.rest_front import RestFront
 from serving.server_config import ServerConfig
 from serving.serving_core import ServingCore
-from serving.tensor_codec import WireLimits
 
 _LOG = logging.getLogger("textserve.server")
-
-
-def wire_limits(config: ServerConfig) -> WireLimits:
-    lim = config.limits
-    return WireLimits(
-        max_request_bytes=lim.max_request_bytes,
-        max_json_depth=lim.max_json_depth,
-        max_rows=lim.max_rows_per_request,
-        max_text_chars=lim.max_text_chars,
-    )
 
 
 def _rest_front(core: ServingCore, config: ServerConfig) -> RestFront:
@@ -40,7 +29,7 @@ def _rest_front(core: ServingCore, config: ServerConfig) -> RestFront:
         core,
         port=config.rest_port,
         host=config.host,
-        limits=wire_limits(config),
+        limits=config.limits,
         timeout_ms=config.rest_api_timeout_ms,
         metrics_path=mon.prometheus_path if mon.prometheus_enabled else None,
     )
@@ -62,7 +51,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> i
             core,
             port=config.grpc_port,
             host=config.host,
-            limits=wire_limits(config),
+            limits=config.limits,
             enable_health=config.enable_grpc_healthcheck_service,
             ssl=config.ssl,
         )

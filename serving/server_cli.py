@@ -12,7 +12,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import asyncio
 
-    from serving.server_config import ConfigError, parse_args
+    from serving.server_config import ConfigError
+    from serving.server_flags import parse_args
 
     try:
         config = parse_args(argv)

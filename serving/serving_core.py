@@ -1,9 +1,10 @@
 """``ServingCore``: the engine behind ``serving.core_api.InferenceCore``.
 
-validate (against the version's SignatureDef) -> enqueue (batcher) -> run (TF worker process)
--> split the outputs back. Owns the worker's supervision: when the worker dies, in-flight
-requests fail with UNAVAILABLE, every version goes back to LOADING, a new worker is spawned
-and the versions are reloaded and warmed before they are AVAILABLE again.
+resolve (model manager) -> enqueue (batcher) -> run (TF worker process) -> split the outputs
+back; what TF Serving answers around that is ``serving.tf_serving_api``'s. Owns the worker's
+supervision: when the worker dies, in-flight requests fail with UNAVAILABLE, every version
+goes back to LOADING, a new worker is spawned and the versions are reloaded and warmed
+before they are AVAILABLE again.
 """
 
 from __future__ import annotations
@@ -12,21 +13,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from models import contract
 from serving.batcher import Batcher, BatcherSettings
-from serving.core_api import ModelMetadata, ModelRef, PredictCall, PredictResult, VersionStatus
+from serving.config_files import load_model_config_file, parse_model_server_config
+from serving.core_api import (
+    UNKNOWN_MODEL,
+    ModelRef,
+    RequestScope,
+    Servable,
+    VersionState,
+    VersionStatus,
+)
 from serving.errors import Code, ServingError
 from serving.model_manager import ModelManager, ServableVersion
-from serving.server_config import (
-    ConfigError,
-    ServerConfig,
-    load_model_config_file,
-    parse_model_server_config,
-)
+from serving.served_signature import ServedSignature, ValidatedInputs
+from serving.server_config import ConfigError, ServerConfig
 from serving.serving_metrics import ServingMetrics
 from serving.worker_process import WorkerProcess
 
@@ -40,8 +44,8 @@ class ServingCore:
 
         core = ServingCore(config)
         await core.start()
-        inputs = TensorCodec().check_inputs({"text": np.array([b"hello"], dtype=object)})
-        result = await core.predict(PredictCall(ModelRef("minilm"), "serving_default", inputs))
+        api = TfServingApi(core)  # what the fronts call
+        ...
         await core.stop()
     """
 
@@ -262,64 +266,19 @@ class ServingCore:
 
     # --- InferenceCore ---------------------------------------------------------------------
 
-    async def predict(self, call: PredictCall) -> PredictResult:
+    @contextlib.contextmanager
+    def request_scope(self, *, api: str) -> Iterator[RequestScope]:
         started = time.monotonic()
-        api, model = call.api, call.model.name
+        scope = RequestScope(api=api)
         code = Code.OK
         self._inflight += 1
         self._idle.clear()
-        sv: ServableVersion | None = None
         try:
             if self._draining:
                 raise ServingError(
                     Code.UNAVAILABLE, "the server is shutting down; retry on another replica"
                 )
-            sv = self._manager.resolve(call.model)
-            signature = call.signature_name or contract.SERVING_DEFAULT
-            spec = sv.specs.get(signature)
-            if spec is None:
-                # TF Serving's status and words (predict_util.cc), plus what the model has.
-                raise ServingError(
-                    Code.FAILED_PRECONDITION,
-                    f'Serving signature key "{signature}" not found. Model {model!r} version '
-                    f"{sv.version} has {sorted(sv.specs)}",
-                )
-            unknown = [n for n in call.output_filter if n not in spec.outputs]
-            if unknown:
-                raise ServingError(
-                    Code.INVALID_ARGUMENT,
-                    f"output tensor alias not found in signature {signature!r}: {unknown}; "
-                    f"outputs are {sorted(spec.outputs)}",
-                )
-            limits = self.config.limits
-            checked = spec.validate(call.inputs, exact_dtypes=api == "grpc")
-            deadline = (
-                call.deadline
-                if call.deadline is not None
-                else started + limits.default_deadline_ms / 1000
-            )
-            if deadline <= time.monotonic():
-                raise ServingError(
-                    Code.DEADLINE_EXCEEDED, "deadline exceeded before the request was queued"
-                )
-            sv.acquire()
-            try:
-                outputs = await self._batcher.submit(
-                    key=sv.key,
-                    signature=signature,
-                    inputs=checked.inputs,
-                    rows=checked.rows,
-                    text_length=checked.text_length,
-                    deadline=deadline,
-                    batchable=spec.batchable,
-                )
-            finally:
-                sv.release()
-            if call.output_filter:
-                outputs = {n: outputs[n] for n in call.output_filter}
-            return PredictResult(
-                model_name=model, version=sv.version, signature_name=signature, outputs=outputs
-            )
+            yield scope
         except ServingError as exc:
             code = exc.code
             raise
@@ -328,13 +287,12 @@ class ServingCore:
             raise
         except Exception as exc:  # a bug must still answer as an error, not kill the front
             code = Code.INTERNAL
-            _LOG.exception("predict failed", extra={"event": "predict_failed", "model": model})
+            _LOG.exception("request failed", extra={"event": "request_failed", "api": api})
             raise ServingError(Code.INTERNAL, f"internal error: {exc}") from exc
         finally:
             elapsed = time.monotonic() - started
-            label = model if sv is not None else "_unknown"
-            self.metrics.requests.labels(label, api, code.name).inc()
-            self.metrics.request_latency.labels(label, api).observe(elapsed)
+            self.metrics.requests.labels(scope.model, api, code.name).inc()
+            self.metrics.request_latency.labels(scope.model, api).observe(elapsed)
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
@@ -342,21 +300,47 @@ class ServingCore:
                 "request",
                 extra={
                     "event": "request",
-                    "model": model,
+                    "model": scope.model,
                     "api": api,
                     "code": code.name,
                     "seconds": round(elapsed, 6),
                 },
             )
 
+    def resolve(self, model: ModelRef) -> ServableVersion:
+        return self._manager.resolve(model)
+
+    async def run(
+        self,
+        servable: Servable,
+        signature: ServedSignature,
+        inputs: ValidatedInputs,
+        *,
+        deadline: float | None,
+    ) -> Mapping[str, np.ndarray]:
+        assert isinstance(servable, ServableVersion), "resolve() makes servables"
+        if deadline is None:
+            deadline = time.monotonic() + self.config.limits.default_deadline_ms / 1000
+        if deadline <= time.monotonic():
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED, "deadline exceeded before the request was queued"
+            )
+        servable.acquire()
+        try:
+            return await self._batcher.submit(
+                key=servable.key,
+                signature=signature.name,
+                inputs=inputs.inputs,
+                rows=inputs.rows,
+                text_length=inputs.text_length,
+                deadline=deadline,
+                batchable=signature.batchable,
+            )
+        finally:
+            servable.release()
+
     def model_status(self, model: ModelRef) -> Sequence[VersionStatus]:
         return self._manager.status(model)
-
-    def model_metadata(self, model: ModelRef) -> ModelMetadata:
-        sv = self._manager.resolve(model)
-        return ModelMetadata(
-            model_name=model.name, version=sv.version, signature_defs=dict(sv.signature_defs)
-        )
 
     async def reload_config(self, model_server_config: bytes) -> None:
         try:
@@ -373,7 +357,7 @@ class ServingCore:
             if st.error_code
         ]
         if failed and not all(
-            any(st.state == "AVAILABLE" for st in self._manager.status(ModelRef(m.name)))
+            any(st.state == VersionState.AVAILABLE for st in self._manager.status(ModelRef(m.name)))
             for m in models
         ):
             raise ServingError(Code.UNKNOWN, "some models failed to load: " + "; ".join(failed))
@@ -387,14 +371,12 @@ class ServingCore:
             and self._manager.all_available()
         )
 
-    def signature_names(self, model: ModelRef) -> Sequence[str]:
-        return sorted(self._manager.resolve(model).specs)
-
     def record_request(self, *, model: str, api: str, code: Code) -> None:
-        """Count a request a front rejected before it reached ``predict`` (bad wire format, too
-        big).
+        """Count a request a front rejected before it reached the core (bad wire format, too
+        big); names the server does not serve count as ``UNKNOWN_MODEL``.
         """
-        self.metrics.requests.labels(model or "_unknown", api, code.name).inc()
+        label = model if model in self._manager.model_names() else UNKNOWN_MODEL
+        self.metrics.requests.labels(label, api, code.name).inc()
 
     def render_metrics(self) -> tuple[bytes, str]:
         return self.metrics.render()

@@ -15,7 +15,7 @@ answers; all other rejections are INVALID_ARGUMENT (retrying cannot help).
 
 Example::
 
-    codec = TensorCodec(WireLimits())
+    codec = TensorCodec(Limits())
     inputs = codec.from_tensor_protos(request.inputs)  # CheckedInputs, for a PredictCall
     proto = codec.to_tensor_proto(np.asarray([0.5], np.float32))
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import dataclasses
 import gc
 import json
 import math
@@ -41,6 +40,7 @@ from google.protobuf import unknown_fields
 from clients.protos import tensor_pb2
 from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
+from serving.limits import Limits
 
 # A TensorProto of higher rank is not a real tensor: numpy itself stops at 64 dims.
 MAX_RANK = 32
@@ -98,29 +98,6 @@ _JSON_KINDS = {"f": "iuf", "i": "iu", "u": "iu", "b": "b"}
 _PACKED_TAG = {tensor_pb2.DT_FLOAT: b"\x2a", tensor_pb2.DT_DOUBLE: b"\x32"}  # fields 5 and 6
 
 
-@dataclasses.dataclass(frozen=True)
-class WireLimits:
-    """Per-request limits enforced while decoding, before a request is queued.
-
-    Each limit bounds memory or CPU a single request can make the server spend.
-    """
-
-    # Bytes of a request body or gRPC message, also after gzip decompression. Costs that much
-    # memory per in-flight request (x ~3 while decoding JSON into numpy), and decoding a
-    # full-size JSON body holds the event loop for ~0.1-0.5 s (measured, 2 cores).
-    max_request_bytes: int = 32 * 1024 * 1024
-    # Nesting of arrays/objects in a JSON body (TF Serving CVE-2025-0649 crashed on deep JSON).
-    max_json_depth: int = 32
-    # Rows (dim 0) of any input tensor; bigger requests are split into batches by the engine,
-    # so this bounds one request's latency and memory, not the batch size.
-    max_rows: int = 1024
-    # Characters per string element when string inputs are text; the model truncates to its
-    # max_seq_length anyway, so longer texts only cost tokenizer time.
-    max_text_chars: int = 100_000
-    # String tensors are text (UTF-8 checked). Turn off to serve models fed binary strings.
-    strings_are_text: bool = True
-
-
 def datatype_name(dtype: int) -> str:
     return (
         str(tensor_pb2.DataType.Name(dtype))
@@ -138,10 +115,12 @@ def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
 
 
 class TensorCodec:
-    """Decodes and encodes tensors for the gRPC and REST fronts, enforcing ``WireLimits``."""
+    """Decodes and encodes tensors for the gRPC and REST fronts, enforcing ``Limits``."""
 
-    def __init__(self, limits: WireLimits | None = None) -> None:
-        self.limits = limits or WireLimits()
+    def __init__(self, limits: Limits | None = None, *, strings_are_text: bool = True) -> None:
+        self.limits = limits or Limits()
+        # String tensors are text (UTF-8 and length checked); off to serve binary strings.
+        self.strings_are_text = strings_are_text
 
     # ------------------------------------------------------------------ shared checks
     def check_inputs(self, arrays: Mapping[str, np.ndarray]) -> CheckedInputs:
@@ -160,12 +139,13 @@ class TensorCodec:
                 f"input '{name}' is empty (shape {_shape_text(array.shape)}): "
                 "empty tensors are not served"
             )
-        if array.ndim >= 1 and array.shape[0] > self.limits.max_rows:
+        max_rows = self.limits.max_rows_per_request
+        if array.ndim >= 1 and array.shape[0] > max_rows:
             raise _invalid(
-                f"input '{name}' has {array.shape[0]} rows; the limit is {self.limits.max_rows} "
+                f"input '{name}' has {array.shape[0]} rows; the limit is {max_rows} "
                 "per request (split the request)"
             )
-        if array.dtype == object and self.limits.strings_are_text:
+        if array.dtype == object and self.strings_are_text:
             limit = self.limits.max_text_chars
             for index, value in enumerate(array.flat):
                 try:
@@ -382,19 +362,12 @@ class TensorCodec:
                 f"{self.limits.max_json_depth}"
             )
 
-    def decode_predict_json(
-        self, doc: Any, input_dtypes: Mapping[str, int]
-    ) -> tuple[CheckedInputs, str, str]:
-        """A parsed :predict body as ``(inputs, format, signature_name)``.
-
-        ``input_dtypes`` maps the signature's input names to DataType enums: JSON numbers and
-        strings are read as the signature says, like TF Serving. ``format`` is ``"row"``
-        (``instances``) or ``"columnar"`` (``inputs``); the response uses the same one.
-        """
+    def predict_json_form(self, doc: Any) -> str:
+        """Checks a parsed :predict body's shape; its format: ``"row"`` (``instances``) or
+        ``"columnar"`` (``inputs``). The response uses the same one."""
         if not isinstance(doc, dict):
             raise _invalid("JSON body must be an object with 'instances' or 'inputs'")
-        signature_name = doc.get("signature_name", "")
-        if not isinstance(signature_name, str):
+        if not isinstance(doc.get("signature_name", ""), str):
             raise _invalid("'signature_name' must be a string")
         unknown = set(doc) - {"signature_name", "instances", "inputs"}
         if unknown:
@@ -404,11 +377,19 @@ class TensorCodec:
                 "request must have exactly one of 'instances' (row format) or 'inputs' "
                 "(columnar format)"
             )
-        if "instances" in doc:
-            arrays, form = self._decode_rows(doc["instances"], input_dtypes), "row"
+        return "row" if "instances" in doc else "columnar"
+
+    def decode_predict_json(self, doc: Any, input_dtypes: Mapping[str, int]) -> CheckedInputs:
+        """The inputs of a :predict body that passed ``predict_json_form``.
+
+        ``input_dtypes`` maps the signature's input names to DataType enums: JSON numbers and
+        strings are read as the signature says, like TF Serving.
+        """
+        if self.predict_json_form(doc) == "row":
+            arrays = self._decode_rows(doc["instances"], input_dtypes)
         else:
-            arrays, form = self._decode_columns(doc["inputs"], input_dtypes), "columnar"
-        return self.check_inputs(arrays), form, signature_name
+            arrays = self._decode_columns(doc["inputs"], input_dtypes)
+        return self.check_inputs(arrays)
 
     def _single_input(self, input_dtypes: Mapping[str, int], form: str) -> str:
         if len(input_dtypes) != 1:

@@ -102,7 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing non-empty version directory",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's C++ start-up lines (cuInit, oneDNN, absl) and transformers' "
+        "progress bars, hidden by default because on a CPU machine they are noise, not failures",
+    )
     return parser
+
+
+def _quiet_libraries() -> None:
+    from models.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow(quiet=True)
+    # The PyTorch reference's "Loading weights" bar would interleave with ours.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    # TensorFlow's C++ start-up chatter is noise for a CLI user.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose:
+        _quiet_libraries()
     from models.errors import ModelError
     from models.export.exporter import export_model
 

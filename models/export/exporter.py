@@ -214,7 +214,7 @@ def _build(
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
     from models.layers.sentence_embedding_head import SentenceEmbeddingHead
-    from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
+    from models.tokenizers import text_tokenizer_from_checkpoint
 
     config = loader.config
     encoder = BertEncoder(**config.encoder_kwargs(use_pooler=loader.has_pooler))
@@ -245,7 +245,7 @@ def _build(
         if length_buckets == "default" or (length_buckets is None and jit_compile):
             length_buckets = [b for b in DEFAULT_LENGTH_BUCKETS if b < max_seq_length]
             length_buckets.append(max_seq_length)
-        tokenizer = BertTextTokenizer.from_checkpoint(
+        tokenizer = text_tokenizer_from_checkpoint(
             loader.model_dir,
             max_seq_length=max_seq_length,
             length_buckets=None if pad_to_longest else length_buckets,

@@ -23,17 +23,16 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from models.errors import CheckpointError
+from models.tokenizers.errors import UnsupportedTokenizerError
+from models.tokenizers.special_tokens_template import SpecialTokensTemplate
+
+__all__ = ["WORD_BREAK", "ReferenceTables", "UnsupportedTokenizerError"]
 
 # Word boundaries in the composed map. A space is whitespace for every BERT pre-tokenizer, so no
 # word can contain it after the map is applied.
 WORD_BREAK = " "
 
 _SURROGATES = range(0xD800, 0xE000)
-
-
-class UnsupportedTokenizerError(CheckpointError, ValueError):
-    """The reference tokenizer uses a configuration the in-graph tokenizer cannot reproduce."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +62,8 @@ class ReferenceTables:
     sep_token: str
     pad_token: str
     mask_token: str
+    # Special tokens and type ids around one or two segments (the reference's post-processor).
+    template: SpecialTokensTemplate
 
     def token_id(self, token: str) -> int:
         return self._ids[token]
@@ -106,7 +107,7 @@ class ReferenceTables:
                 raise UnsupportedTokenizerError(f"{name} {token!r} is missing from the vocabulary")
         ids = {token: index for index, token in enumerate(vocab)}
         literal_tokens = _literal_tokens(spec.get("added_tokens") or [], ids)
-        _check_post_processor(backend, ids[special["cls_token"]], ids[special["sep_token"]])
+        template = SpecialTokensTemplate.from_reference(tokenizer)
 
         return cls(
             vocab=vocab,
@@ -118,6 +119,7 @@ class ReferenceTables:
             continuing_subword_prefix=model["continuing_subword_prefix"],
             max_input_chars_per_word=int(model["max_input_chars_per_word"]),
             literal_tokens=literal_tokens,
+            template=template,
             **special,
         )
 
@@ -175,25 +177,6 @@ def _check_no_overlap(tokens: list[str]) -> None:
                 raise UnsupportedTokenizerError(f"added token {second!r} lies inside {first!r}")
             if any(second.startswith(first[cut:]) for cut in range(1, len(first))):
                 raise UnsupportedTokenizerError(f"added tokens {first!r} and {second!r} overlap")
-
-
-def _check_post_processor(backend: Any, cls_id: int, sep_id: int) -> None:
-    # Checked by behaviour rather than by config type: TemplateProcessing and BertProcessing both
-    # qualify as long as they produce BERT's layout and segment ids. A copy, because a saved
-    # tokenizer.json may carry padding/truncation settings that would blur the layout.
-    backend = type(backend).from_str(backend.to_str())
-    backend.no_padding()
-    backend.no_truncation()
-    single = backend.post_process(backend.encode("", add_special_tokens=False))
-    pair = backend.post_process(
-        backend.encode("", add_special_tokens=False), backend.encode("", add_special_tokens=False)
-    )
-    if single.ids != [cls_id, sep_id] or single.type_ids != [0, 0]:
-        raise UnsupportedTokenizerError(f"single-text layout {single.tokens} is not [CLS] A [SEP]")
-    if pair.ids != [cls_id, sep_id, sep_id] or pair.type_ids != [0, 0, 1]:
-        raise UnsupportedTokenizerError(
-            f"pair layout {pair.tokens} / {pair.type_ids} is not [CLS] A [SEP] B [SEP] (0 0 1)"
-        )
 
 
 # The derivation takes ~5 s and depends only on the two components' settings (and the

@@ -272,3 +272,23 @@ def test_throughput_is_the_answer_rate_inside_the_level_not_one_latency_longer()
         early.records.append(RequestRecord(i * 0.1 - 0.1, i * 0.1 - 0.1, i * 0.1, True, "OK"))
     assert early.window_s == pytest.approx(3.0)
     assert early.figures()["ok_rps"] == pytest.approx(10.0, rel=0.02)
+
+
+def test_chart_error_share_uses_the_table_counts() -> None:
+    # 387 sent in the level, 112 refused; the refusals fall unevenly between warm-up and the
+    # measured window. The chart once wrote "41% errors" (measured requests only) next to a
+    # table saying 112 of 387 (29%).
+    from clients.loadtest_report import error_share_label
+
+    phase = PhaseResult("open", 82.8, 8, measure_start=0.0, measure_end=10.0)
+    phase.sent = 387
+    for i in range(387):
+        warmup = i < 120
+        refused = (i % 3 == 0) if not warmup else (i < 12)
+        phase.records.append(
+            RequestRecord(i, i, i + 1, not warmup, "RESOURCE_EXHAUSTED" if refused else "OK")
+        )
+    errors = sum(phase.errors.values())
+    assert errors == phase.sent - phase.ok
+    assert error_share_label(phase) == f"{errors} of 387 errors ({100 * errors / 387:.0f}%)"
+    assert phase.figures()["error_rate"] == pytest.approx(errors / 387)

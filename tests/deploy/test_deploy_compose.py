@@ -121,13 +121,13 @@ def test_textserve_variant_uses_the_tf_serving_flags_it_shares() -> None:
 def test_textserve_server_parses_the_compose_command() -> None:
     # The flags must mean something to our server, not only look alike: parse them with its
     # own flag parser (the config files resolved on the host instead of under /config).
-    from serving import server_config
+    from serving import server_flags
 
     args = [
         a.replace(f"{CONTAINER_CONFIG_DIR}/", f"{CONFIG_DIR}/")
         for a in compose_service(COMPOSE_TEXTSERVE)["command"]
     ]
-    config = server_config.parse_args(args)
+    config = server_flags.parse_args(args)
     assert config.grpc_port == contract.DEFAULT_GRPC_PORT
     assert config.rest_port == contract.DEFAULT_REST_PORT
     assert config.enable_batching and config.enable_grpc_healthcheck_service

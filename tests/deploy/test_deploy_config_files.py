@@ -94,16 +94,16 @@ def test_monitoring_config_enables_prometheus_at_the_contract_path() -> None:
 
 def test_textserve_server_accepts_the_same_files() -> None:
     # The server's own loaders (not only the protos) must accept what TF Serving accepts.
-    from serving import server_config
+    from serving import config_files
 
-    (model,) = server_config.load_model_config_file(str(MODELS_CONFIG))
+    (model,) = config_files.load_model_config_file(str(MODELS_CONFIG))
     assert model.name == contract.BUNDLED_MODEL_NAME
     assert model.version_policy.kind == "latest" and model.version_policy.num_versions == 2
-    batching = server_config.load_batching_file(str(BATCHING_PARAMETERS))
+    batching = config_files.load_batching_file(str(BATCHING_PARAMETERS))
     params = parse(BATCHING_PARAMETERS)
     assert isinstance(params, textserve_batching_pb2.BatchingParameters)
     assert batching.max_batch_size == params.max_batch_size.value
     assert batching.batch_timeout_micros == params.batch_timeout_micros.value
     assert batching.allowed_batch_sizes == tuple(params.allowed_batch_sizes)
-    monitoring = server_config.load_monitoring_file(str(MONITORING_CONFIG))
+    monitoring = config_files.load_monitoring_file(str(MONITORING_CONFIG))
     assert monitoring.prometheus_enabled and monitoring.prometheus_path == contract.METRICS_PATH

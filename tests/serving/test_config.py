@@ -7,16 +7,13 @@ from pathlib import Path
 import pytest
 
 from models import contract
-from serving.server_config import (
-    BatchingConfig,
-    ConfigError,
-    VersionPolicy,
-    build_arg_parser,
+from serving.config_files import (
     load_batching_file,
     load_monitoring_file,
-    parse_args,
     parse_model_server_config,
 )
+from serving.server_config import BatchingConfig, ConfigError, VersionPolicy
+from serving.server_flags import build_arg_parser, parse_args
 
 MODELS_CONFIG = """
 model_config_list {

@@ -33,7 +33,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from models import contract
 from serving.protos import textserve_front_pb2 as ours
-from serving.signature_spec import parse_saved_model_signatures
+from serving.served_signature import parse_saved_model_signatures
 from tests.support.server_process import ServerProcess
 from tests.support.tfs_calls import predict, texts
 

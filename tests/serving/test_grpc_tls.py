@@ -16,7 +16,8 @@ from google.protobuf import text_format
 from clients import GrpcClient, RetryPolicy, TlsConfig, UnavailableError
 from models import contract
 from serving.protos import textserve_ssl_pb2
-from serving.server_config import ConfigError, parse_args
+from serving.server_config import ConfigError
+from serving.server_flags import parse_args
 from tests.clients.proxies import Certificates, make_certificates
 from tests.support.server_process import ServerProcess
 

@@ -18,9 +18,10 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from clients.protos import tensor_pb2 as wire_tensor_pb2
 from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
-from serving.tensor_codec import TensorCodec, WireLimits
+from serving.limits import Limits
+from serving.tensor_codec import TensorCodec
 
-CODEC = TensorCodec(WireLimits(max_request_bytes=1 << 20, max_rows=64, max_text_chars=50))
+CODEC = TensorCodec(Limits(max_request_bytes=1 << 20, max_rows_per_request=64, max_text_chars=50))
 TEXT_SIG = {"text": types_pb2.DT_STRING}
 
 
@@ -178,7 +179,7 @@ def test_text_checks_utf8_length_rows_and_emptiness() -> None:
         _checked(CODEC, "text", _strings([b"a"] * 65, [65]))
     with rejects(Code.INVALID_ARGUMENT, "'text'", "empty"):
         _checked(CODEC, "text", _strings([], [0]))
-    binary = TensorCodec(WireLimits(strings_are_text=False))
+    binary = TensorCodec(strings_are_text=False)
     assert _checked(binary, "img", _strings([b"\xff\xd8"], [1]))[0] == b"\xff\xd8"
 
 
@@ -223,7 +224,7 @@ def test_invalid_json_is_rejected(body: bytes, fragment: str) -> None:
 
 
 def test_deep_json_is_rejected_without_recursion() -> None:
-    shallow = TensorCodec(WireLimits(max_json_depth=8))
+    shallow = TensorCodec(Limits(max_json_depth=8))
     shallow.parse_json(b'{"inputs": {"x": [[[[[["[", 1]]]]]]}}')  # depth 8, "[" is text
     with rejects(Code.INVALID_ARGUMENT, "9 levels deep", "limit is 8"):
         shallow.parse_json(b'{"inputs": {"x": [[[[[[[1]]]]]]]}}')
@@ -238,8 +239,8 @@ def test_deep_json_is_rejected_without_recursion() -> None:
 # ---------------------------------------------------------------- :predict JSON
 def test_row_format_single_input_with_plain_and_b64_strings() -> None:
     doc = {"instances": ["héllo", {"b64": base64.b64encode(b"\x00hi").decode()}]}
-    inputs, form, signature = CODEC.decode_predict_json(doc, TEXT_SIG)
-    assert form == "row" and signature == ""
+    inputs = CODEC.decode_predict_json(doc, TEXT_SIG)
+    assert CODEC.predict_json_form(doc) == "row"
     assert inputs["text"].tolist() == ["héllo".encode(), b"\x00hi"]
 
 
@@ -249,15 +250,15 @@ def test_row_format_named_inputs_and_columnar_forms() -> None:
         "signature_name": "s",
         "instances": [{"text": "a", "x": [1, 2]}, {"text": "b", "x": [3, 4.5]}],
     }
-    inputs, form, signature = CODEC.decode_predict_json(rows, sig)
-    assert (form, signature) == ("row", "s")
+    inputs = CODEC.decode_predict_json(rows, sig)
+    assert CODEC.predict_json_form(rows) == "row"
     assert inputs["x"].dtype == np.float32
     np.testing.assert_array_equal(inputs["x"], [[1, 2], [3, 4.5]])
     cols = {"inputs": {"text": ["a", "b"], "x": [[1, 2], [3, 4.5]]}}
-    inputs2, form2, _ = CODEC.decode_predict_json(cols, sig)
-    assert form2 == "columnar"
+    inputs2 = CODEC.decode_predict_json(cols, sig)
+    assert CODEC.predict_json_form(cols) == "columnar"
     np.testing.assert_array_equal(inputs2["x"], inputs["x"])
-    inputs3, _, _ = CODEC.decode_predict_json({"inputs": [[7, 8]]}, {"ids": types_pb2.DT_INT32})
+    inputs3 = CODEC.decode_predict_json({"inputs": [[7, 8]]}, {"ids": types_pb2.DT_INT32})
     assert inputs3["ids"].dtype == np.int32 and inputs3["ids"].tolist() == [[7, 8]]
 
 
@@ -340,7 +341,7 @@ def test_depth_check_agrees_with_the_parsed_structure_on_tricky_strings() -> Non
         doc = {"inputs": node(0)}
         want = _depth(doc)
         limit = int(rng.integers(1, 12))
-        codec = TensorCodec(WireLimits(max_json_depth=limit))
+        codec = TensorCodec(Limits(max_json_depth=limit))
         for body in (json.dumps(doc).encode(), orjson.dumps(doc)):
             if want <= limit:
                 assert codec.parse_json(body) == doc

@@ -11,8 +11,9 @@ Pipeline for one text (all vectorized over the batch)::
     split into characters -> look each one up -> join  (normalizer + pre-tokenizer in one map)
     split on " ", drop empty pieces                    (words)
     marker words -> special ids; words over 100 chars -> [UNK]; others -> FastWordpiece
-    truncate (longest_first), add [CLS]/[SEP], type ids, mask, pad to the longest row (or to the
-    smallest length bucket that holds it)
+    then the shared packer (models.tokenizers.segment_packer): truncate (longest_first), add the
+    reference's special tokens and type ids, mask, pad to the longest row (or to the smallest
+    length bucket that holds it)
 """
 
 from __future__ import annotations
@@ -25,12 +26,9 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from models import contract
-from models.tokenizers.reference_tables import (
-    WORD_BREAK,
-    ReferenceTables,
-    UnsupportedTokenizerError,
-)
+from models.tokenizers.errors import UnsupportedTokenizerError
+from models.tokenizers.reference_tables import WORD_BREAK, ReferenceTables
+from models.tokenizers.text_tokenizer import TextTokenizer
 
 # The lookup's default: invalid UTF-8, so no real replacement string can be equal to it.
 _UNMAPPED = b"\xff"
@@ -38,12 +36,9 @@ _UNMAPPED = b"\xff"
 # already in the text at those code points are first turned into _ESCAPE (all of them must be
 # characters the reference removes, so this is invisible in the output).
 _MARKER_CANDIDATES = range(0xE000, 0xF900)
-_SMALLEST_BUCKET = 16
-# Where [CLS], [SEP] and [PAD] sit at the start of the id pool __call__ gathers from.
-_CLS_SLOT, _SEP_SLOT, _PAD_SLOT = (tf.constant(slot, tf.int64) for slot in range(3))
 
 
-class BertTextTokenizer(tf.Module):
+class BertTextTokenizer(TextTokenizer):
     """Tokenizes raw strings into BERT inputs exactly like the checkpoint's own fast tokenizer.
 
     Works eagerly and inside ``tf.function``; saves as part of any ``tf.Module`` and loads with
@@ -56,11 +51,12 @@ class BertTextTokenizer(tf.Module):
         inputs = tokenizer(tf.constant(["hello world"]))
         inputs["input_word_ids"]  # int32 [1, 16]: [CLS] hello world [SEP] then [PAD]s
 
-    Each batch is padded to the smallest of ``length_buckets`` that holds its longest row, or,
-    with ``pad_to_longest=True``, to that row's length exactly (``length_buckets`` is then
-    ``()``). Buckets bound the shapes the encoder sees, which XLA needs (one compilation per
-    shape); without XLA a dynamic length costs nothing, and padding to the longest row saves
-    the bucket's padding work (37% more tokens than needed on length-sorted STS-B batches).
+    The public surface is :class:`TextTokenizer`'s. Each batch is padded to the smallest of
+    ``length_buckets`` that holds its longest row, or, with ``pad_to_longest=True``, to that
+    row's length exactly (``length_buckets`` is then ``()``). Buckets bound the shapes the
+    encoder sees, which XLA needs (one compilation per shape); without XLA a dynamic length
+    costs nothing, and padding to the longest row saves the bucket's padding work (37% more
+    tokens than needed on length-sorted STS-B batches).
 
     Literal special tokens in user text ("[MASK]", "[SEP]", ...) are honoured, as the reference
     tokenizer does: they become their ids, which is what fill-mask relies on.
@@ -76,27 +72,24 @@ class BertTextTokenizer(tf.Module):
         vocab_file: str | os.PathLike[str] | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(name=name)
-        if max_seq_length < 3:
-            raise ValueError("max_seq_length must be at least 3 ([CLS] a [SEP] b [SEP] needs 3)")
+        super().__init__(
+            template=tables.template,
+            vocab_size=len(tables.vocab),
+            pad_id=tables.token_id(tables.pad_token),
+            mask_id=tables.token_id(tables.mask_token),
+            unk_id=tables.token_id(tables.unk_token),
+            max_seq_length=max_seq_length,
+            length_buckets=length_buckets,
+            pad_to_longest=pad_to_longest,
+            vocab_file=_vocab_file(tables.vocab, vocab_file),
+            do_lower_case=tables.do_lower_case,
+            name=name,
+        )
         self._tables = tables
-        self.vocab_size = len(tables.vocab)
-        self.do_lower_case = tables.do_lower_case
         self.strip_accents = tables.strip_accents
         self.cls_id = tables.token_id(tables.cls_token)
         self.sep_id = tables.token_id(tables.sep_token)
-        self.pad_id = tables.token_id(tables.pad_token)
-        self.mask_id = tables.token_id(tables.mask_token)
-        self.unk_id = tables.token_id(tables.unk_token)
-        self.max_seq_length = int(max_seq_length)
-        if pad_to_longest and length_buckets:
-            raise ValueError("pad_to_longest and length_buckets exclude each other")
-        self.pad_to_longest = bool(pad_to_longest)
-        self.length_buckets = (
-            () if pad_to_longest else _length_buckets(self.max_seq_length, length_buckets)
-        )
         self.max_input_chars_per_word = tables.max_input_chars_per_word
-        self.vocab_file = _vocab_file(tables.vocab, vocab_file)
 
         literal = sorted(tables.literal_tokens.items(), key=lambda item: -len(item[0]))
         markers, escape = _pick_markers(tables, count=len(literal))
@@ -175,87 +168,8 @@ class BertTextTokenizer(tf.Module):
             vocab_file=vocab_txt if _holds_vocab(vocab_txt, tables.vocab) else None,
         )
 
-    def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """[batch] strings -> [batch, (n)] int32 word-piece ids, without specials or truncation."""
-        ids, row_splits = self._word_piece_ids(text)
-        return tf.RaggedTensor.from_row_splits(ids, row_splits, validate=False)
-
-    def __call__(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """[batch] strings (and optional second segments) -> padded BERT inputs.
-
-        Same ids as ``reference(text, text_pair, truncation=True, max_length=max_seq_length)``,
-        padded with [PAD] to the longest row's length or to the smallest length bucket that
-        holds it.
-        """
-        # Built from flat ids and row offsets with dense index arithmetic rather than ragged
-        # concat/slice/pad: the same result in a few dozen ops instead of hundreds, which is
-        # most of the tokenizer's cost for the small batches a server sees.
-        first, first_splits = self._word_piece_ids(text)
-        first_lengths = first_splits[1:] - first_splits[:-1]
-        if text_pair is None:
-            keep_first = tf.minimum(first_lengths, self.max_seq_length - 2)
-            keep_second = tf.zeros_like(keep_first)
-            second = tf.zeros([0], tf.int32)
-            second_splits = tf.zeros_like(first_splits)
-            lengths = keep_first + 2
-        else:
-            second, second_splits = self._word_piece_ids(text_pair)
-            tf.debugging.assert_equal(
-                tf.shape(first_splits),
-                tf.shape(second_splits),
-                message="text and text_pair must have the same batch size",
-            )
-            keep_first, keep_second = _longest_first(
-                first_lengths, second_splits[1:] - second_splits[:-1], self.max_seq_length - 3
-            )
-            lengths = keep_first + keep_second + 3
-        width = self.bucket_width(lengths)
-
-        # Position j of row r reads pool[index[r, j]]: [CLS], [SEP] and [PAD] first, then the
-        # first segment's ids, then the second's.
-        pool = tf.concat([[self.cls_id, self.sep_id, self.pad_id], first, second], axis=0)
-        j = tf.range(width, dtype=tf.int64)[tf.newaxis, :]
-        keep_first = keep_first[:, tf.newaxis]
-        keep_second = keep_second[:, tf.newaxis]
-        lengths = lengths[:, tf.newaxis]
-        in_first = (j >= 1) & (j <= keep_first)
-        second_start = keep_first + 2
-        in_second = (j >= second_start) & (j < second_start + keep_second)
-        index = tf.where(
-            in_first,
-            3 + first_splits[:-1, tf.newaxis] + j - 1,
-            tf.where(
-                in_second,
-                3 + tf.size(first, tf.int64) + second_splits[:-1, tf.newaxis] + j - second_start,
-                tf.where(j == 0, _CLS_SLOT, tf.where(j < lengths, _SEP_SLOT, _PAD_SLOT)),
-            ),
-        )
-        real = j < lengths
-        # Type id 1 from the second segment's first token to its [SEP]; all 0 for single texts.
-        second_segment = (
-            (j >= second_start) & real if text_pair is not None else tf.zeros_like(real)
-        )
-        return {
-            contract.INPUT_WORD_IDS: tf.gather(pool, index),
-            contract.INPUT_MASK: tf.cast(real, tf.int32),
-            contract.INPUT_TYPE_IDS: tf.cast(second_segment, tf.int32),
-        }
-
-    def bucket_width(self, lengths: tf.Tensor) -> tf.Tensor:
-        """The padded width (int64 scalar): the longest row length with ``pad_to_longest``
-        (0 for an empty batch), else the smallest length bucket >= every row length (rows must
-        already fit max_seq_length; an empty batch gets the smallest bucket)."""
-        longest = tf.reduce_max(tf.concat([tf.cast(lengths, tf.int64), [0]], axis=0))
-        if self.pad_to_longest:
-            return longest
-        buckets = tf.constant(self.length_buckets, tf.int64)
-        return tf.reduce_min(tf.where(buckets >= longest, buckets, buckets[-1]))
-
-    def _word_piece_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[batch] strings -> (flat int32 word-piece ids, int64 row splits [batch + 1])."""
-        text = tf.convert_to_tensor(text, tf.string)
-        if text.shape.rank is not None and text.shape.rank != 1:
-            raise ValueError(f"text must be a [batch] vector of strings, got shape {text.shape}")
         if self._marker_pattern is not None:
             text = tf.strings.regex_replace(text, self._marker_pattern, self._escape)
             for pattern, marker in self._literal_patterns:
@@ -285,41 +199,6 @@ class BertTextTokenizer(tf.Module):
         piece_override = tf.gather(override, piece_word)
         ids = tf.where(piece_override >= 0, piece_override, pieces_per_word.flat_values)
         return ids, tf.gather(pieces_per_word.row_splits, word_splits)
-
-
-def _longest_first(first: tf.Tensor, second: tf.Tensor, budget: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """How many tokens of each segment survive the reference's longest_first truncation.
-
-    The rule of tokenizers' ``truncate_encodings`` (Rust), per row: with n1 <= n2 the shorter
-    and longer lengths, n2 = n1 if n1 > budget else max(n1, budget - n1); if n1 + n2 > budget
-    both become budget // 2 (the longer gets the odd one); nothing changes when the pair fits.
-    """
-    swap = first > second
-    short = tf.where(swap, second, first)
-    long_keep = tf.where(short > budget, short, tf.maximum(short, budget - short))
-    both = short + long_keep > budget
-    short_keep = tf.where(both, tf.constant(budget // 2, tf.int64), short)
-    long_keep = tf.where(both, tf.constant(budget // 2 + budget % 2, tf.int64), long_keep)
-    keep_first = tf.where(swap, long_keep, short_keep)
-    keep_second = tf.where(swap, short_keep, long_keep)
-    fits = first + second <= budget
-    return tf.where(fits, first, keep_first), tf.where(fits, second, keep_second)
-
-
-def _length_buckets(max_seq_length: int, requested: Sequence[int] | None) -> tuple[int, ...]:
-    if requested is None:
-        buckets = []
-        size = _SMALLEST_BUCKET
-        while size < max_seq_length:
-            buckets.append(size)
-            size *= 2
-    else:
-        buckets = sorted({int(size) for size in requested})
-        if buckets and (buckets[0] < 1 or buckets[-1] > max_seq_length):
-            raise ValueError(f"length buckets {buckets} must lie in [1, {max_seq_length}]")
-    if not buckets or buckets[-1] != max_seq_length:
-        buckets.append(max_seq_length)
-    return tuple(buckets)
 
 
 def _pick_markers(tables: ReferenceTables, *, count: int) -> tuple[list[str], str]:

@@ -1,10 +1,18 @@
 """The exported bundled MiniLM, loaded in a FRESH process with nothing from this project, equals
-sentence-transformers on every STS-B sentence (11 languages) and on the hard probe corpus."""
+sentence-transformers on STS-B (every English sentence, a fixed sample of each other language;
+``TEXTSERVE_FULL_PARITY=1``: all ~30,000 sentences of the 11 languages) and the hard probe corpus.
+
+Token parity on the whole 11-language corpus, which is cheap, runs in
+``tests/models/tokenizers``; embedding the whole corpus through TensorFlow and PyTorch took 11 of
+CI's 17 minutes, for what 300 sentences per language already exercise (every script and the
+same tokenizer tables)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +60,8 @@ def _spearman_x100(a: np.ndarray, b: np.ndarray, gold: list[float]) -> float:
 
 
 @pytest.mark.slow
-# ~30k texts through TF and through PyTorch: ~4 min on an idle 2-core machine, more when other
-# suites share it.
+# ~6,000 texts through TF and through PyTorch (~30,000 with TEXTSERVE_FULL_PARITY=1: ~4 min on
+# an idle 2-core machine, 11 min in CI).
 @pytest.mark.timeout(2400)
 def test_fresh_process_embeddings_equal_sentence_transformers(
     exported_minilm: Path, minilm_checkpoint: Path, stsb_dir: Path, tmp_path: Path
@@ -62,7 +70,13 @@ def test_fresh_process_embeddings_equal_sentence_transformers(
 
     corpora = _stsb(stsb_dir)
     assert len(corpora) == 11 and all(len(rows) == 1379 for rows in corpora.values())
-    texts = sorted({t for rows in corpora.values() for r in rows for t in r[:2]})
+    full = os.environ.get("TEXTSERVE_FULL_PARITY") == "1"
+    sample = random.Random(0)
+    chosen = {
+        name: rows if full or name == "stsb-en-test" else sample.sample(rows, 150)
+        for name, rows in corpora.items()
+    }
+    texts = sorted({t for rows in chosen.values() for r in rows for t in r[:2]})
     texts += [t for t in PROBE_TEXTS if t not in set(texts)]
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""SignatureSpec.validate: the signature's checks, over inputs the wire checks already passed."""
+"""ServedSignature.validate: the signature's checks, over inputs the wire checks already passed."""
 
 from __future__ import annotations
 
@@ -6,19 +6,20 @@ import numpy as np
 import pytest
 
 from serving.errors import Code, ServingError
-from serving.signature_spec import SignatureSpec, TensorSpec
-from serving.tensor_codec import TensorCodec, WireLimits
+from serving.limits import Limits
+from serving.served_signature import ServedSignature, ServedTensor
+from serving.tensor_codec import TensorCodec
 
 DT_FLOAT, DT_INT32, DT_STRING = 1, 3, 7
-PAIR = SignatureSpec(
+PAIR = ServedSignature(
     "serving_pair",
     {
-        "text": TensorSpec("text", DT_STRING, (None,)),
-        "text_pair": TensorSpec("text_pair", DT_STRING, (None,)),
+        "text": ServedTensor("text", DT_STRING, (None,)),
+        "text_pair": ServedTensor("text_pair", DT_STRING, (None,)),
     },
-    {"embedding": TensorSpec("embedding", DT_FLOAT, (None, 4))},
+    {"embedding": ServedTensor("embedding", DT_FLOAT, (None, 4))},
 )
-CODEC = TensorCodec(WireLimits(max_rows=8, max_text_chars=10))
+CODEC = TensorCodec(Limits(max_rows_per_request=8, max_text_chars=10))
 
 
 def _strings(*values: bytes) -> np.ndarray:

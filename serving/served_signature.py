@@ -49,7 +49,7 @@ TEXT_INPUT_NAMES = frozenset({contract.TEXT, contract.TEXT_PAIR})
 
 
 @dataclasses.dataclass(frozen=True)
-class TensorSpec:
+class ServedTensor:
     name: str
     dtype_enum: int
     shape: tuple[int | None, ...] | None  # None: unknown rank; None dims: any size
@@ -76,14 +76,14 @@ class ValidatedInputs:
 
 
 @dataclasses.dataclass(frozen=True)
-class SignatureSpec:
+class ServedSignature:
     name: str
-    inputs: Mapping[str, TensorSpec]
-    outputs: Mapping[str, TensorSpec]
+    inputs: Mapping[str, ServedTensor]
+    outputs: Mapping[str, ServedTensor]
 
     @classmethod
-    def from_signature_def(cls, name: str, sig: object) -> SignatureSpec:
-        def specs(tensor_map: Mapping[str, object]) -> dict[str, TensorSpec]:
+    def from_signature_def(cls, name: str, sig: object) -> ServedSignature:
+        def specs(tensor_map: Mapping[str, object]) -> dict[str, ServedTensor]:
             out = {}
             for key, info in tensor_map.items():
                 ts = info.tensor_shape  # type: ignore[attr-defined]
@@ -92,7 +92,7 @@ class SignatureSpec:
                     if ts.unknown_rank
                     else tuple(None if d.size < 0 else int(d.size) for d in ts.dim)
                 )
-                out[key] = TensorSpec(key, int(info.dtype), shape)  # type: ignore[attr-defined]
+                out[key] = ServedTensor(key, int(info.dtype), shape)  # type: ignore[attr-defined]
             return out
 
         return cls(name, specs(sig.inputs), specs(sig.outputs))  # type: ignore[attr-defined]
@@ -172,7 +172,7 @@ class SignatureSpec:
         return ValidatedInputs(out, rows if rows is not None else 1, text_length)
 
     @staticmethod
-    def _check_dtype(name: str, spec: TensorSpec, arr: np.ndarray, exact: bool) -> np.ndarray:
+    def _check_dtype(name: str, spec: ServedTensor, arr: np.ndarray, exact: bool) -> np.ndarray:
         want = spec.numpy_dtype
         if want is None:
             raise ServingError(
@@ -225,7 +225,7 @@ def _describe(dtype: np.dtype) -> str:
 
 def parse_saved_model_signatures(
     saved_model_pb: bytes,
-) -> tuple[dict[str, bytes], dict[str, SignatureSpec]]:
+) -> tuple[dict[str, bytes], dict[str, ServedSignature]]:
     """saved_model.pb bytes -> (serialized SignatureDefs by name, specs of the servable ones).
 
     Read with the front's own copy of the SavedModel message (no TensorFlow in this process):
@@ -242,7 +242,7 @@ def parse_saved_model_signatures(
     # Names like __saved_model_init_op are internal: listed in metadata as TF Serving does,
     # never run as a Predict signature.
     specs = {
-        name: SignatureSpec.from_signature_def(name, sigs[name])
+        name: ServedSignature.from_signature_def(name, sigs[name])
         for name in sigs
         if not name.startswith("__")
     }
