@@ -118,7 +118,11 @@ def _row_first(row_starts: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
 
 
 def _last_outside(
-    member: tf.Tensor, row_starts: tf.Tensor, index: tf.Tensor, row_first: tf.Tensor, *,
+    member: tf.Tensor,
+    row_starts: tf.Tensor,
+    index: tf.Tensor,
+    row_first: tf.Tensor,
+    *,
     end: tf.Tensor,
 ) -> tf.Tensor:
     """For each position, the index of the last non-member at or before ``end`` within the

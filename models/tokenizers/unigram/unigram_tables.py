@@ -16,7 +16,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from models.tokenizers.reference_tables import UnsupportedTokenizerError
+from models.tokenizers.errors import UnsupportedTokenizerError
+from models.tokenizers.special_tokens_template import SpecialTokensTemplate
 from models.tokenizers.unigram.precompiled_charsmap import PrecompiledCharsmap
 
 # Normalizers that act on each code point alone (NFKD up to the canonical reordering of
@@ -75,9 +76,10 @@ class UnigramTables:
     split: bool
     special_tokens: tuple[SpecialToken, ...]
     do_lower_case: bool
-
-    def token_id(self, token: str) -> int:
-        return self.pieces.index(token)
+    # Where the special tokens go around one or two segments (the reference's post-processor).
+    template: SpecialTokensTemplate
+    pad_id: int
+    mask_id: int
 
     @classmethod
     def from_checkpoint(cls, checkpoint_dir: str | os.PathLike[str]) -> UnigramTables:
@@ -106,8 +108,18 @@ class UnigramTables:
         if model.get("unk_id") is None:
             raise UnsupportedTokenizerError("model Unigram without unk_id is not reproduced")
         pieces = tuple(str(piece) for piece, _ in model["vocab"])
-        if len(set(pieces)) != len(pieces) or "" in pieces:
-            raise UnsupportedTokenizerError("model Unigram has an empty or repeated piece")
+        if len(set(pieces)) != len(pieces) or any(
+            piece == "" or "\n" in piece or "\r" in piece for piece in pieces
+        ):
+            # vocab.txt (one piece per line) could not round-trip them.
+            raise UnsupportedTokenizerError(
+                "model Unigram has an empty or repeated piece, or a line break in one"
+            )
+        ids = {piece: index for index, piece in enumerate(pieces)}
+        for name in ("pad_token", "mask_token"):
+            token = getattr(tokenizer, name, None)
+            if token not in ids:
+                raise UnsupportedTokenizerError(f"{name} {token!r} is missing from the vocabulary")
         steps = _flatten("normalizer", spec.get("normalizer"))
         before, char_types, charsmap, after = _normalizer_plan(steps)
         whitespace_split, metaspace = _pre_tokenizer_plan(spec.get("pre_tokenizer"))
@@ -125,6 +137,9 @@ class UnigramTables:
             split=metaspace["split"],
             special_tokens=_special_tokens(spec.get("added_tokens") or [], len(pieces)),
             do_lower_case="Lowercase" in char_types,
+            template=SpecialTokensTemplate.from_reference(tokenizer),
+            pad_id=ids[tokenizer.pad_token],
+            mask_id=ids[tokenizer.mask_token],
         )
 
 
@@ -199,7 +214,9 @@ def _pre_tokenizer_plan(component: Any) -> tuple[bool, dict[str, Any]]:
     return kinds[0] == "WhitespaceSplit", metaspace
 
 
-def _special_tokens(added_tokens: list[dict[str, Any]], vocab_size: int) -> tuple[SpecialToken, ...]:
+def _special_tokens(
+    added_tokens: list[dict[str, Any]], vocab_size: int
+) -> tuple[SpecialToken, ...]:
     tokens = []
     for added in added_tokens:
         content = added["content"]
@@ -269,7 +286,5 @@ def _charsmap_rules(encoded: str | None) -> Mapping[str, str]:
     if not encoded:
         raise UnsupportedTokenizerError("normalizer Precompiled has an empty charsmap")
     # Rules longer than a looked-up cluster (or a single code point) are never reached.
-    charsmap = PrecompiledCharsmap.from_base64(
-        encoded, max_key_bytes=PRECOMPILED_CLUSTER_BYTES - 1
-    )
+    charsmap = PrecompiledCharsmap.from_base64(encoded, max_key_bytes=PRECOMPILED_CLUSTER_BYTES - 1)
     return types.MappingProxyType(dict(charsmap.rules))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from models.tokenizers.reference_tables import UnsupportedTokenizerError
+from models.tokenizers.text_tokenizer import TextTokenizer
 from models.tokenizers.unigram import grapheme_clusters
 from models.tokenizers.unigram.unigram_tables import PRECOMPILED_CLUSTER_BYTES, UnigramTables
 
@@ -44,18 +44,24 @@ _WHITESPACE = (
     "\\x{202f}\\x{205f}\\x{3000}]"
 )
 _MISSING = b"\xff"  # hash-table default: invalid UTF-8, so never a real replacement
+# The graph code has no Python control flow on tensors (its loops are explicit
+# tf.while_loops); converting it with AutoGraph only costs tracing time (~9 s of 12).
+_plain_graph = tf.autograph.experimental.do_not_convert
 
 
-class UnigramTokenizer(tf.Module):
+class UnigramTokenizer(TextTokenizer):
     """Tokenizes raw strings into Unigram piece ids exactly like the checkpoint's fast tokenizer.
 
     Example::
 
         tokenizer = UnigramTokenizer.from_checkpoint(path, max_seq_length=128)
         tokenizer.tokenize(tf.constant(["Hello world"]))  # [[35378, 8999]] for XLM-R
+        tokenizer(tf.constant(["Hello world"]))           # <s> Hello world </s>, mask, types
 
-    Works eagerly and inside ``tf.function``; never jit-compile it (XLA does not compile
-    string ops).
+    The public surface is :class:`TextTokenizer`'s (packing, truncation, padding, special
+    tokens dict). Literal special tokens in the text ("<mask>", with the reference's lstrip /
+    rstrip) become their ids. Works eagerly and inside ``tf.function``; never jit-compile it
+    (XLA does not compile string ops).
     """
 
     def __init__(
@@ -68,15 +74,20 @@ class UnigramTokenizer(tf.Module):
         vocab_file: str | os.PathLike[str] | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(name=name)
+        super().__init__(
+            template=tables.template,
+            vocab_size=len(tables.pieces),
+            pad_id=tables.pad_id,
+            mask_id=tables.mask_id,
+            unk_id=tables.unk_id,
+            max_seq_length=max_seq_length,
+            length_buckets=length_buckets,
+            pad_to_longest=pad_to_longest,
+            vocab_file=_vocab_file(tables.pieces, vocab_file),
+            do_lower_case=tables.do_lower_case,
+            name=name,
+        )
         self._tables = tables
-        self.vocab_size = len(tables.pieces)
-        self.unk_id = tables.unk_id
-        self.do_lower_case = tables.do_lower_case
-        self.max_seq_length = int(max_seq_length)
-        self.length_buckets = tuple(length_buckets or ())
-        self.pad_to_longest = bool(pad_to_longest)
-        self.vocab_file = _vocab_file(tables.pieces, vocab_file)
 
         self._specials = sorted(tables.special_tokens, key=lambda token: -len(token.content))
         self._special_table = _table(
@@ -90,7 +101,10 @@ class UnigramTokenizer(tf.Module):
             self._charsmap_table = _string_table(tables.charsmap_rules)
             classes = grapheme_clusters.grapheme_classes()
             self._cluster_table = _table(
-                list(classes), list(classes.values()), default=0, value_dtype=tf.int32,
+                list(classes),
+                list(classes.values()),
+                default=0,
+                value_dtype=tf.int32,
                 key_dtype=tf.int32,
             )
         self._piece_table = _table(
@@ -127,16 +141,10 @@ class UnigramTokenizer(tf.Module):
         """The pieces in id order (a fresh list: tf.Module would track and wrap a list)."""
         return list(self._tables.pieces)
 
-    def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """[batch] strings -> [batch, (n)] int32 piece ids, without specials or truncation."""
-        ids, row_splits = self.token_ids(text)
-        return tf.RaggedTensor.from_row_splits(ids, row_splits, validate=False)
-
+    @_plain_graph
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """[batch] strings -> (flat int32 piece ids, int64 row splits [batch + 1])."""
-        text = tf.convert_to_tensor(text, tf.string)
-        if text.shape.rank is not None and text.shape.rank != 1:
-            raise ValueError(f"text must be a [batch] vector of strings, got shape {text.shape}")
+        """[batch] strings -> (flat int32 piece ids, int64 row splits [batch + 1]), without
+        special tokens or truncation."""
         # Invalid UTF-8 becomes U+FFFD (the reference only ever sees valid text).
         text = tf.strings.unicode_transcode(
             text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
@@ -170,6 +178,7 @@ class UnigramTokenizer(tf.Module):
         text_word_splits = tf.gather(word_starts, sections.row_splits)
         return ids, tf.gather(word_splits, text_word_splits)
 
+    @_plain_graph
     def _sections(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[batch] texts -> [batch, (sections)]: the text between literal special tokens, and
         each special token as a section of its own (_SPECIAL + its index)."""
@@ -185,6 +194,7 @@ class UnigramTokenizer(tf.Module):
             text = tf.strings.regex_replace(text, pattern, marker)
         return tf.strings.split(text, sep=_SECTION_BREAK)
 
+    @_plain_graph
     def _normalize(self, text: tf.Tensor) -> tf.Tensor:
         for replacement in self._tables.replacements_before:
             text = tf.strings.regex_replace(text, replacement.pattern, replacement.content)
@@ -199,6 +209,7 @@ class UnigramTokenizer(tf.Module):
             text = tf.strings.regex_replace(text, replacement.pattern, replacement.content)
         return text
 
+    @_plain_graph
     def _precompiled(self, text: tf.Tensor) -> tf.Tensor:
         """The reference's Precompiled normalizer: per grapheme cluster shorter than 6 bytes,
         the rule of the SHORTEST prefix of the cluster that has one replaces the whole cluster
@@ -237,6 +248,7 @@ class UnigramTokenizer(tf.Module):
         )
         return tf.strings.reduce_join(codepoints.with_flat_values(out), axis=-1)
 
+    @_plain_graph
     def _words(self, text: tf.Tensor, *, first_section: tf.Tensor) -> tf.RaggedTensor:
         """Normalized sections -> [sections, (words)], each word as the Unigram model sees it."""
         tables = self._tables
@@ -250,12 +262,12 @@ class UnigramTokenizer(tf.Module):
                 tf.strings.regex_replace(text, " ", mark)[:, tf.newaxis]
             )
         chunk_text = chunks.flat_values
-        prepend = tables.prepend_scheme == "always" or (
-            tables.prepend_scheme == "first"
-        )
-        if prepend:
-            needs = (chunk_text != "") & (tf.strings.substr(chunk_text, 0, len(mark.encode())) != mark)
+        if tables.prepend_scheme != "never":
+            starts_marked = tf.strings.substr(chunk_text, 0, len(mark.encode())) == mark
+            needs = (chunk_text != "") & ~starts_marked
             if tables.prepend_scheme == "first":
+                # Only the text's first section (offset 0 in the original, as the reference
+                # checks); "first" after WhitespaceSplit is refused in UnigramTables.
                 needs &= tf.gather(first_section, chunks.value_rowids())
             chunk_text = tf.where(needs, tf.strings.join([mark, chunk_text]), chunk_text)
         if tables.split:
@@ -277,6 +289,7 @@ class UnigramTokenizer(tf.Module):
             validate=False,
         )
 
+    @_plain_graph
     def _viterbi(self, words: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[words] -> (flat int32 piece ids, int64 row splits per word): the best-scoring
         segmentation of each word, as tokenizers' Unigram.encode_optimized finds it."""
@@ -296,9 +309,10 @@ class UnigramTokenizer(tf.Module):
         # No single-char piece: the char is an unknown (scored unk_score).
         single_unknown = ids[:, 0] < 0
         ids = tf.concat(
-            [tf.where(single_unknown, self.unk_id, ids[:, 0])[:, tf.newaxis], ids[:, 1:]], 1
+            [tf.where(single_unknown, self._tables.unk_id, ids[:, 0])[:, tf.newaxis], ids[:, 1:]], 1
         )
-        scores = tf.where(ids >= 0, tf.gather(self._scores, tf.maximum(ids, 0)), tf.constant(-np.inf, tf.float64))
+        impossible = tf.constant(-np.inf, tf.float64)
+        scores = tf.where(ids >= 0, tf.gather(self._scores, tf.maximum(ids, 0)), impossible)
         scores = tf.concat(
             [
                 tf.where(single_unknown, self._unk_score, scores[:, 0])[:, tf.newaxis],
@@ -324,9 +338,7 @@ class UnigramTokenizer(tf.Module):
             best = tf.reduce_max(candidate, axis=0)
             # Ties go to the longest piece: tokenizers visits starts in order and only a
             # strictly better score replaces the first one found.
-            length = tf.reduce_max(
-                tf.where(candidate == best, piece_lengths, 0), axis=0
-            )
+            length = tf.reduce_max(tf.where(candidate == best, piece_lengths, 0), axis=0)
             window = tf.concat([best[tf.newaxis], window[:-1]], axis=0)
             return end + 1, window, chosen.write(tf.cast(end, tf.int32), length)
 
@@ -346,8 +358,11 @@ class UnigramTokenizer(tf.Module):
             (
                 tf.constant(0, tf.int64),
                 start_window,
-                tf.TensorArray(tf.int32, size=tf.cast(max_length, tf.int32),
-                               element_shape=tf.TensorShape([None])),
+                tf.TensorArray(
+                    tf.int32,
+                    size=tf.cast(max_length, tf.int32),
+                    element_shape=tf.TensorShape([None]),
+                ),
             ),
             shape_invariants=(
                 tf.TensorShape([]),
@@ -365,8 +380,9 @@ class UnigramTokenizer(tf.Module):
             end = tf.boolean_mask(at, active) - 1
             where = tf.stack([word, end], axis=1)
             on_path = tf.tensor_scatter_nd_update(on_path, where, tf.ones_like(word, tf.bool))
-            step_back = tf.gather_nd(chosen_length, tf.stack([tf.range(num_words),
-                                                               tf.maximum(at - 1, 0)], axis=1))
+            step_back = tf.gather_nd(
+                chosen_length, tf.stack([tf.range(num_words), tf.maximum(at - 1, 0)], axis=1)
+            )
             return tf.where(active, at - tf.cast(step_back, tf.int64), at), on_path
 
         _, on_path = tf.while_loop(
@@ -383,13 +399,16 @@ class UnigramTokenizer(tf.Module):
             on_path,
         )
         # Consecutive unknowns in a word fuse into one (tokenizers' fuse_unk).
-        previous_unk = tf.concat([[False], (ids[:-1] == self.unk_id) & (word_of[:-1] == word_of[1:])], 0)
-        keep = ~((ids == self.unk_id) & previous_unk)
+        unknown = ids == self._tables.unk_id
+        same_word = word_of[:-1] == word_of[1:]
+        keep = ~(unknown & tf.concat([[False], unknown[:-1] & same_word], 0))
         ids = tf.boolean_mask(ids, keep)
         word_of = tf.boolean_mask(word_of, keep)
         counts = tf.math.bincount(
-            tf.cast(word_of, tf.int32), minlength=tf.cast(num_words, tf.int32),
-            maxlength=tf.cast(num_words, tf.int32), dtype=tf.int64,
+            tf.cast(word_of, tf.int32),
+            minlength=tf.cast(num_words, tf.int32),
+            maxlength=tf.cast(num_words, tf.int32),
+            dtype=tf.int64,
         )
         return ids, tf.concat([[0], tf.cumsum(counts)], axis=0)
 
@@ -433,6 +452,3 @@ def _vocab_file(pieces: Sequence[str], given: str | os.PathLike[str] | None) -> 
     path = Path(directory) / "vocab.txt"
     path.write_text("".join(piece + "\n" for piece in pieces), encoding="utf-8")
     return os.fspath(path)
-
-
-__all__ = ["UnigramTokenizer", "UnsupportedTokenizerError"]

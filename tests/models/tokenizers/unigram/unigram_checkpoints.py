@@ -88,17 +88,16 @@ def albert_checkpoint(directory: Path) -> Path:
     return directory
 
 
-def multilingual_minilm_checkpoint(directory: Path, xlmr: Path) -> Path:
+def multilingual_minilm_checkpoint(directory: Path, xlmr: Path, *, verbatim: bool = False) -> Path:
     """paraphrase-multilingual-MiniLM layout: a BertModel config with the XLM-R tokenizer in
     the tokenizer.json form released checkpoints ship (normalizer Precompiled + Replace
-    " {2,}", Metaspace alone with add_prefix_space, <mask> with lstrip)."""
+    " {2,}", Metaspace alone with add_prefix_space, <mask> with lstrip).
+
+    transformers 5's XLMRobertaTokenizer rebuilds the normalizer and pre-tokenizer of such a
+    file; with ``verbatim`` the tokenizer class is PreTrainedTokenizerFast, which keeps them."""
     directory.mkdir(parents=True)
     spec = json.loads((xlmr / "tokenizer.json").read_text(encoding="utf-8"))
-    charsmap = next(
-        step
-        for step in _steps(spec["normalizer"])
-        if step["type"] == "Precompiled"
-    )
+    charsmap = next(step for step in _steps(spec["normalizer"]) if step["type"] == "Precompiled")
     spec["normalizer"] = {
         "type": "Sequence",
         "normalizers": [
@@ -107,7 +106,9 @@ def multilingual_minilm_checkpoint(directory: Path, xlmr: Path) -> Path:
         ],
     }
     spec["pre_tokenizer"] = {
-        "type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True,
+        "type": "Metaspace",
+        "replacement": "\u2581",
+        "add_prefix_space": True,
         "prepend_scheme": "always",
     }
     for token in spec["added_tokens"]:
@@ -115,14 +116,22 @@ def multilingual_minilm_checkpoint(directory: Path, xlmr: Path) -> Path:
             token["lstrip"] = True
     (directory / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     config = json.loads((xlmr / "tokenizer_config.json").read_text(encoding="utf-8"))
+    if verbatim:
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
     (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     (directory / "config.json").write_text(
         json.dumps(
             {
-                "architectures": ["BertModel"], "model_type": "bert",
-                "vocab_size": len(spec["model"]["vocab"]), "hidden_size": 32,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-                "max_position_embeddings": 128, "type_vocab_size": 2, "pad_token_id": 1,
+                "architectures": ["BertModel"],
+                "model_type": "bert",
+                "vocab_size": len(spec["model"]["vocab"]),
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "max_position_embeddings": 128,
+                "type_vocab_size": 2,
+                "pad_token_id": 1,
             }
         ),
         encoding="utf-8",
@@ -167,8 +176,9 @@ def random_texts(count: int, *, seed: int) -> list[str]:
             elif roll < 0.25:
                 parts.append(" " * generator.randint(1, 3))
             elif roll < 0.45:
-                parts.append("".join(_random_code_point(generator) for _ in range(
-                    generator.randint(1, 4))))
+                parts.append(
+                    "".join(_random_code_point(generator) for _ in range(generator.randint(1, 4)))
+                )
             else:
                 parts.append("".join(generator.choices(_PALETTE, k=generator.randint(1, 8))))
         texts.append("".join(parts))
