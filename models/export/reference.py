@@ -86,9 +86,12 @@ class TorchReference:
             truncation=True,
             max_length=self.max_seq_length,
         )
+        # A tokenizer whose model takes no type ids (XLM-R, ALBERT in transformers 5) returns
+        # none: the model then sees zeros, which is what the in-graph template emits.
+        type_ids = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
         return [
             (list(ids), list(types))
-            for ids, types in zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)
+            for ids, types in zip(encoded["input_ids"], type_ids, strict=True)
         ]
 
     def outputs(
