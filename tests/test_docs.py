@@ -120,7 +120,7 @@ def test_readme_serve_command_exports_and_serves_with_known_flags() -> None:
     assert export_args.checkpoint is None  # the bundled model
     assert str(export_args.output) == "exported/minilm/1" and export_args.overwrite
 
-    from serving.server_config import parse_args
+    from serving.server_flags import parse_args
 
     config = parse_args(_step(serve, "textserve-server"))  # raises on flags the server refuses
     assert (config.grpc_port, config.rest_port) == (8500, 8501)

@@ -1,4 +1,4 @@
-"""The repository is self-contained: nothing in it reads a sibling directory such as ../shared."""
+"""The repository is self-contained: nothing in it reads a sibling directory."""
 
 import subprocess
 
