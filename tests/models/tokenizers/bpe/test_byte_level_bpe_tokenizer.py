@@ -84,18 +84,22 @@ def assert_ids_equal(tokenizer: ByteLevelBpeTokenizer, reference: Any, texts: Se
 
 
 def assert_packed_equal(
-    tokenizer: ByteLevelBpeTokenizer,
+    tokenizer: ByteLevelBpeTokenizer | Any,
     reference: Any,
     texts: Sequence[str],
     pairs: Sequence[str] | None = None,
+    *,
+    facts: ByteLevelBpeTokenizer | None = None,
 ) -> None:
     """``tokenizer(texts, pairs)`` equals ``reference(texts, pairs, truncation=True,
     max_length=max_seq_length, padding="longest")``; columns past the reference's longest row
-    (up to the bucket) are padding, and RoBERTa's type ids are all 0."""
+    (up to the bucket) are padding, and RoBERTa's type ids are all 0. ``tokenizer`` may be a
+    traced ``__call__``; ``facts`` is then the tokenizer it belongs to."""
+    facts = facts or tokenizer
     if pairs is None:
         ours = tokenizer(tf.constant(list(texts)))
         theirs = reference(
-            list(texts), truncation=True, max_length=tokenizer.max_seq_length, padding="longest"
+            list(texts), truncation=True, max_length=facts.max_seq_length, padding="longest"
         )
     else:
         ours = tokenizer(tf.constant(list(texts)), tf.constant(list(pairs)))
@@ -103,14 +107,14 @@ def assert_packed_equal(
             list(texts),
             list(pairs),
             truncation=True,
-            max_length=tokenizer.max_seq_length,
+            max_length=facts.max_seq_length,
             padding="longest",
         )
     want_ids = np.array(theirs["input_ids"], np.int32)
     want_mask = np.array(theirs["attention_mask"], np.int32)
     got_ids = ours[contract.INPUT_WORD_IDS].numpy()
     longest = want_ids.shape[1]
-    assert got_ids.shape[1] == tokenizer.bucket_width(tf.constant([longest])).numpy()
+    assert got_ids.shape[1] == facts.bucket_width(tf.constant([longest])).numpy()
     differing = np.flatnonzero((got_ids[:, :longest] != want_ids).any(axis=1))
     assert not differing.size, (
         f"{differing.size} of {len(texts)} rows differ; first {texts[differing[0]]!r}: "
@@ -118,15 +122,16 @@ def assert_packed_equal(
         f"{reference.convert_ids_to_tokens(want_ids[differing[0]])}"
     )
     np.testing.assert_array_equal(ours[contract.INPUT_MASK].numpy()[:, :longest], want_mask)
-    assert (got_ids[:, longest:] == tokenizer.pad_id).all()
+    assert (got_ids[:, longest:] == facts.pad_id).all()
     assert (ours[contract.INPUT_MASK].numpy()[:, longest:] == 0).all()
     assert not ours[contract.INPUT_TYPE_IDS].numpy().any()
 
 
 @pytest.mark.slow
-def test_all_stsb_sentences_match_the_reference(
+def test_all_stsb_sentences_single_and_paired_match_the_reference(
     tokenizer: ByteLevelBpeTokenizer, reference: Any
 ) -> None:
+    # Traced once: eagerly, every BPE step would dispatch its ops from Python.
     tokenize = tf.function(tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
     sentences = list(stsb_sentences())
     assert len(sentences) > 30_000
@@ -135,6 +140,20 @@ def test_all_stsb_sentences_match_the_reference(
     want = reference(sentences, add_special_tokens=False)["input_ids"]
     mismatches = [index for index in range(len(sentences)) if got[index] != want[index]]
     assert not mismatches, f"{len(mismatches)} differ; first: {sentences[mismatches[0]]!r}"
+
+    pack = tf.function(
+        tokenizer.__call__,
+        input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)],
+    )
+    first, second = sentences[0::2], sentences[1::2]
+    for start in range(0, len(first), 4096):
+        assert_packed_equal(
+            pack,
+            reference,
+            first[start : start + 4096],
+            second[start : start + 4096],
+            facts=tokenizer,
+        )
 
 
 def test_probe_texts_match_the_reference(tokenizer: ByteLevelBpeTokenizer, reference: Any) -> None:
@@ -150,17 +169,6 @@ def test_probe_texts_pack_as_the_reference(
     assert_packed_equal(tokenizer, reference, texts)
     # <s> A </s></s> B </s>, longest_first truncation of the pair.
     assert_packed_equal(tokenizer, reference, texts, texts[::-1])
-
-
-def test_stsb_pairs_pack_as_the_reference(
-    tokenizer: ByteLevelBpeTokenizer, reference: Any
-) -> None:
-    sentences = list(stsb_sentences())
-    first, second = sentences[0::2], sentences[1::2]
-    for start in range(0, len(first), 2048):
-        assert_packed_equal(
-            tokenizer, reference, first[start : start + 2048], second[start : start + 2048]
-        )
 
 
 def test_the_dispatcher_builds_it_with_roberta_special_tokens(
