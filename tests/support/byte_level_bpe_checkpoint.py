@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import random
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,29 @@ def stsb_sentences() -> tuple[str, ...]:
             for row in csv.reader(handle):
                 sentences += [row[0], row[1]]
     return tuple(sentences)
+
+
+def random_unicode_texts(count: int, *, seed: int, extra_tokens: Sequence[str] = ()) -> list[str]:
+    """Texts over all of Unicode (no surrogates), salted with what the pre-tokenizer and the
+    added-token split treat specially: runs of mixed whitespace, contractions, special tokens
+    with and without surrounding spaces."""
+    rng = random.Random(seed)
+    salt = [
+        " ", "  ", "\t", "\n", "\u00a0", "\u3000", "\u2028", "\x00", " \t", "'s", "'S", "'ll",
+        "'re", "''", " '", "'", "1", "²", "٣", "a", "É", "ß", "東", "🇩🇪", "e\u0301",
+        *ROBERTA_SPECIALS, *(" " + token + " " for token in ROBERTA_SPECIALS), *extra_tokens,
+    ]  # fmt: skip
+    texts = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(0, 24)):
+            if rng.random() < 0.45:
+                parts.append(rng.choice(salt))
+            else:
+                code_point = rng.randrange(0x110000 - 0x800)
+                parts.append(chr(code_point + 0x800 if code_point >= 0xD800 else code_point))
+        texts.append("".join(parts))
+    return texts
 
 
 @functools.cache
@@ -88,7 +112,9 @@ def write_english_alphabet_checkpoint(directory: Path, *, unk_token: str | None)
     backend.decoder = decoders.ByteLevel()
     backend.train_from_iterator(
         english,
-        trainers.BpeTrainer(vocab_size=600, special_tokens=list(ROBERTA_SPECIALS), show_progress=False),
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=list(ROBERTA_SPECIALS), show_progress=False
+        ),
     )
     backend.post_processor = processors.RobertaProcessing(
         ("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>"))

@@ -2,10 +2,11 @@
 
 The reference is the Rust ``tokenizers`` library behind ``transformers``' fast tokenizers. Its
 ByteLevel pre-tokenizer splits text with the GPT-2 regex
-``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`` in Oniguruma, whose
-Unicode tables need not match RE2's (and RE2 has no lookahead). So the character classes that
-regex depends on (letter, number, whitespace, other) are ASKED of the reference pre-tokenizer for
-every code point here; the graph maps each character to its class and splits the class string.
+``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+``
+in Oniguruma, whose Unicode tables need not match RE2's (and RE2 has no lookahead). So the
+character classes that regex depends on (letter, number, whitespace, other) are ASKED of the
+reference pre-tokenizer for every code point here; the graph maps each character to its class
+and splits the class string.
 
 Everything else is read from the reference's ``tokenizer.json``: the vocabulary, the merges with
 their ranks, the added tokens and their matching flags. A setting the in-graph tokenizer does
@@ -253,7 +254,7 @@ def _added_tokens(added: list[dict[str, Any]], vocab: dict[str, int]) -> tuple[A
             )
         if content in vocab and vocab[content] != entry["id"]:
             raise UnsupportedTokenizerError(
-                f"added token {content!r} has id {entry['id']}, the vocabulary says {vocab[content]}"
+                f"added token {content!r} has id {entry['id']}, the vocabulary {vocab[content]}"
             )
         tokens.append(
             AddedToken(

@@ -21,13 +21,11 @@ import tensorflow_text as tf_text
 
 from models.tokenizers.bpe.byte_level_bpe_tables import (
     CONTRACTION_CHARS,
-    LETTER,
-    NUMBER,
-    OTHER,
     WHITESPACE,
     AddedToken,
     ByteLevelBpeTables,
 )
+from models.tokenizers.errors import UnsupportedTokenizerError
 from models.tokenizers.text_tokenizer import TextTokenizer
 
 # Whitespace classes the graph refines by looking at the next character (RE2 has no lookahead):
@@ -40,6 +38,9 @@ _WORD_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|P?[a-z]+|P?0+|P?[!']+|W+|[PQ]"
 # Stands in for an added token while the rest of its text is pre-tokenized: one byte, one word.
 _PLACEHOLDER = "!"
 _NO_RANK = tf.int32.max
+_SURROGATE_START, _SURROGATE_COUNT = 0xD800, 0x800
+# Ids a word key can spell as code points (see _merge_unique).
+MAX_ID_SPACE = 0x110000 - _SURROGATE_COUNT
 _UTF8_LEAD_MASK = (0, 0x7F, 0x1F, 0x0F, 0x07)  # by sequence length
 _UTF8_LEAD_PREFIX = (0, 0x00, 0xC0, 0xE0, 0xF0)
 
@@ -82,6 +83,10 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             vocab_file=tables.write_vocab_file(),
             name=name,
         )
+        if tables.id_space > MAX_ID_SPACE:
+            raise UnsupportedTokenizerError(
+                f"BPE vocabulary of {tables.id_space} ids: at most {MAX_ID_SPACE} are reproduced"
+            )
         self._tables = tables
         self.add_prefix_space = tables.add_prefix_space
         self.use_regex = tables.use_regex
@@ -98,8 +103,10 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         merges = tables.merges
         self._merge_ranks = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant([left * self._id_space + right for left, right, _, _ in merges]
-                            or [-1], tf.int64),
+                tf.constant(
+                    [left * self._id_space + right for left, right, _, _ in merges] or [-1],
+                    tf.int64,
+                ),
                 tf.constant([rank for _, _, _, rank in merges] or [_NO_RANK], tf.int32),
             ),
             default_value=_NO_RANK,
@@ -162,7 +169,7 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         for pattern, ids in zip(self._added_patterns, self._added_id_tables, strict=True):
             pieces, piece_token = self._split_added(pieces, piece_token, pattern, ids)
         symbols, symbol_word, word_piece = self._initial_symbols(pieces.flat_values, piece_token)
-        ids, symbol_word = self._merge(symbols, symbol_word)
+        ids, symbol_word = self._merge_unique(symbols, symbol_word, tf.size(word_piece))
         symbol_text = tf.gather(tf.gather(pieces.value_rowids(), word_piece), symbol_word)
         ragged = tf.RaggedTensor.from_value_rowids(
             ids, symbol_text, nrows=tf.shape(text, out_type=tf.int64)[0], validate=False
@@ -279,6 +286,30 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         )
         return starts
 
+    def _merge_unique(
+        self, symbols: tf.Tensor, symbol_word: tf.Tensor, num_words: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """BPE on each distinct word once (the reference caches words the same way): text
+        repeats its words, and every merge step costs time in proportion to the symbols."""
+        words = tf.RaggedTensor.from_value_rowids(
+            symbols, symbol_word, nrows=tf.cast(num_words, tf.int64), validate=False
+        )
+        # A word's key is its initial symbols spelled as code points (ids from U+D800 on are
+        # moved past the surrogates, which UTF-8 cannot encode).
+        spelled = symbols + tf.where(symbols >= _SURROGATE_START, _SURROGATE_COUNT, 0)
+        keys = tf.strings.unicode_encode(words.with_flat_values(spelled), "UTF-8")
+        distinct, index = tf.unique(keys, out_idx=tf.int64)
+        first = tf.math.unsorted_segment_min(
+            tf.range(tf.size(keys, out_type=tf.int64)), index, tf.size(distinct)
+        )
+        unique_words = tf.gather(words, first)
+        ids, word = self._merge(unique_words.flat_values, unique_words.value_rowids())
+        merged = tf.RaggedTensor.from_value_rowids(
+            ids, word, nrows=tf.size(distinct, out_type=tf.int64), validate=False
+        )
+        per_word = tf.gather(merged, index)
+        return per_word.flat_values, per_word.value_rowids()
+
     def _merge(self, symbols: tf.Tensor, symbol_word: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """BPE over every word at once: each step merges, in every word, all non-overlapping
         occurrences (left to right) of that word's lowest-ranked pair; stops when no word has a
@@ -304,7 +335,11 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             merged = tf.gather(self._merged_by_rank, tf.where(selected, ranks, 0))
             ids = tf.where(tf.concat([selected, [False]], axis=0), tf.concat([merged, [0]], 0), ids)
             keep = ~tf.concat([[False], selected], axis=0)
-            return tf.boolean_mask(ids, keep), tf.boolean_mask(words, keep), tf.reduce_any(candidate)
+            return (
+                tf.boolean_mask(ids, keep),
+                tf.boolean_mask(words, keep),
+                tf.reduce_any(candidate),
+            )
 
         ids, words, _ = tf.while_loop(
             lambda ids, words, go: go,
@@ -343,7 +378,9 @@ def _added_token_pattern(tokens: list[AddedToken], whitespace: str) -> str:
     lstrip/rstrip token swallows."""
     space = _re2_class(whitespace) + "*"
     alternatives = [
-        (space if token.lstrip else "") + _re2_literal(token.content) + (space if token.rstrip else "")
+        (space if token.lstrip else "")
+        + _re2_literal(token.content)
+        + (space if token.rstrip else "")
         for token in sorted(tokens, key=lambda token: -len(token.content.encode()))
     ]
     return "|".join(alternatives)

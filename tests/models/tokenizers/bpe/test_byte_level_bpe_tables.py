@@ -67,7 +67,13 @@ def test_reads_vocabulary_merges_and_roberta_tokens(roberta_dir: Path) -> None:
     )
     assert tables.byte_ids[ord(" ")] == tables.vocab["Ġ"]
     assert tables.byte_ids[ord("a")] == tables.vocab["a"]
-    assert [token.content for token in tables.added_tokens] == ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    assert [token.content for token in tables.added_tokens] == [
+        "<s>",
+        "<pad>",
+        "</s>",
+        "<unk>",
+        "<mask>",
+    ]
     mask = tables.added_tokens[-1]
     assert (mask.lstrip, mask.rstrip, mask.normalized) == (True, False, False)
     assert tables.template.start_of_sequence_id == tables.vocab["<s>"]

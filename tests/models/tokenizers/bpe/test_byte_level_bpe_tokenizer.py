@@ -8,7 +8,6 @@ compares ids token for token.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from models.probe_texts import PROBE_TEXTS
 from models.tokenizers import text_tokenizer_from_checkpoint
 from models.tokenizers.bpe.byte_level_bpe_tokenizer import ByteLevelBpeTokenizer
 from tests.support.byte_level_bpe_checkpoint import (
-    ROBERTA_SPECIALS,
+    random_unicode_texts,
     stsb_sentences,
     write_english_alphabet_checkpoint,
     write_roberta_checkpoint,
@@ -50,30 +49,9 @@ def tokenizer(roberta_dir: Path) -> ByteLevelBpeTokenizer:
     return ByteLevelBpeTokenizer.from_checkpoint(roberta_dir, max_seq_length=MAX_SEQ_LENGTH)
 
 
-def random_texts(count: int, *, seed: int, extra_tokens: Sequence[str] = ()) -> list[str]:
-    """Texts over all of Unicode (no surrogates), salted with what the pre-tokenizer and the
-    added-token split treat specially: runs of mixed whitespace, contractions, special tokens
-    with and without surrounding spaces."""
-    rng = random.Random(seed)
-    salt = [
-        " ", "  ", "\t", "\n", "\u00a0", "\u3000", "\u2028", "\x00", " \t", "'s", "'S", "'ll",
-        "'re", "''", " '", "'", "1", "²", "٣", "a", "É", "ß", "東", "🇩🇪", "e\u0301",
-        *ROBERTA_SPECIALS, *(" " + token + " " for token in ROBERTA_SPECIALS), *extra_tokens,
-    ]  # fmt: skip
-    texts = []
-    for _ in range(count):
-        parts = []
-        for _ in range(rng.randint(0, 24)):
-            if rng.random() < 0.45:
-                parts.append(rng.choice(salt))
-            else:
-                code_point = rng.randrange(0x110000 - 0x800)
-                parts.append(chr(code_point + 0x800 if code_point >= 0xD800 else code_point))
-        texts.append("".join(parts))
-    return texts
-
-
-def assert_ids_equal(tokenizer: ByteLevelBpeTokenizer, reference: Any, texts: Sequence[str]) -> None:
+def assert_ids_equal(
+    tokenizer: ByteLevelBpeTokenizer, reference: Any, texts: Sequence[str]
+) -> None:
     got = tokenizer.tokenize(tf.constant(list(texts), tf.string)).to_list()
     want = reference(list(texts), add_special_tokens=False)["input_ids"]
     mismatches = [index for index in range(len(texts)) if got[index] != want[index]]
@@ -192,7 +170,7 @@ def test_the_dispatcher_builds_it_with_roberta_special_tokens(
 def test_random_unicode_texts_match_the_reference(
     tokenizer: ByteLevelBpeTokenizer, reference: Any
 ) -> None:
-    assert_ids_equal(tokenizer, reference, random_texts(3000, seed=0))
+    assert_ids_equal(tokenizer, reference, random_unicode_texts(3000, seed=0))
 
 
 def test_whitespace_contractions_and_specials_split_as_the_reference(
@@ -225,9 +203,13 @@ def test_prefix_space_and_user_tokens_match_the_reference(
     reference = transformers.AutoTokenizer.from_pretrained(os.fspath(directory))
     tokenizer = ByteLevelBpeTokenizer.from_checkpoint(directory, max_seq_length=MAX_SEQ_LENGTH)
     texts = [
-        *random_texts(1500, seed=1, extra_tokens=USER_TOKENS),
+        *random_unicode_texts(1500, seed=1, extra_tokens=USER_TOKENS),
         *PROBE_TEXTS,
-        "hello<ent>hello", " hello", "<s>hello", "x<mask>hello", "hellohello <ent>",
+        "hello<ent>hello",
+        " hello",
+        "<s>hello",
+        "x<mask>hello",
+        "hellohello <ent>",
     ]
     assert_ids_equal(tokenizer, reference, texts)
 
@@ -246,7 +228,7 @@ def test_bytes_missing_from_the_vocabulary_follow_the_reference(
     # The case under test happens: foreign bytes become <unk> (one per byte) or vanish.
     unknown = reference(foreign, add_special_tokens=False)["input_ids"].count(unk_id)
     assert unknown == (len(foreign.encode()) - len("Zrich  ") if unk_token else 0)
-    assert_ids_equal(tokenizer, reference, [foreign, *random_texts(500, seed=2)])
+    assert_ids_equal(tokenizer, reference, [foreign, *random_unicode_texts(500, seed=2)])
 
 
 def test_works_inside_tf_function_and_on_empty_batches(
@@ -254,7 +236,9 @@ def test_works_inside_tf_function_and_on_empty_batches(
 ) -> None:
     tokenize = tf.function(tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
     texts = ["Hello world", "", "<mask>"]
-    assert tokenize(tf.constant(texts)).to_list() == tokenizer.tokenize(tf.constant(texts)).to_list()
+    assert (
+        tokenize(tf.constant(texts)).to_list() == tokenizer.tokenize(tf.constant(texts)).to_list()
+    )
     assert tokenize(tf.constant([], tf.string)).to_list() == []
     assert_ids_equal(tokenizer, reference, texts)
 
