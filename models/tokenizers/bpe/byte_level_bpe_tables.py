@@ -76,6 +76,10 @@ class ByteLevelBpeTables:
     pad_token: str
     mask_token: str
     unk_token: str | None  # the BPE model's (None: unknown bytes are dropped)
+    # The post-processor's ByteLevel offset trimming (only offsets depend on it): whether
+    # leading/trailing "Ġ" come off token spans, and whether a first token keeps one.
+    trim_offsets: bool
+    trim_prefix_space: bool
 
     def token_id(self, token: str) -> int:
         return self._ids[token]
@@ -150,8 +154,24 @@ class ByteLevelBpeTables:
             strip_whitespace=_strip_whitespace() if added_tokens else "",
             template=SpecialTokensTemplate.from_reference(tokenizer),
             unk_token=model.get("unk_token"),
+            **_offset_trimming(spec.get("post_processor")),
             **special,
         )
+
+
+def _offset_trimming(post_processor: Any) -> dict[str, bool]:
+    """What the post-processor's ByteLevel step does to offsets (RobertaProcessing and the
+    ByteLevel processor have one; others leave offsets alone)."""
+    components = [post_processor] if isinstance(post_processor, dict) else []
+    if components and components[0].get("type") == "Sequence":
+        components = components[0].get("processors", [])
+    for component in components:
+        if component.get("type") in ("RobertaProcessing", "ByteLevel"):
+            return {
+                "trim_offsets": bool(component.get("trim_offsets", True)),
+                "trim_prefix_space": bool(component.get("add_prefix_space", True)),
+            }
+    return {"trim_offsets": False, "trim_prefix_space": False}
 
 
 def _byte_level_pre_tokenizer(component: Any) -> dict[str, Any]:
