@@ -23,6 +23,7 @@ from models import contract
 from models.probe_texts import PROBE_TEXTS
 from models.tokenizers import text_tokenizer_from_checkpoint
 from models.tokenizers.bpe.byte_level_bpe_tokenizer import ByteLevelBpeTokenizer
+from models.tokenizers.errors import UnsupportedTokenizerError
 from tests.support.byte_level_bpe_checkpoint import (
     random_unicode_texts,
     stsb_sentences,
@@ -258,3 +259,59 @@ def test_survives_saved_model_round_trip(
     padded = loaded.tokenize(tf.constant(texts)).numpy().tolist()
     got = [[token for token in row if token != -1] for row in padded]
     assert got == reference(texts, add_special_tokens=False)["input_ids"]
+
+
+def assert_offsets_equal(
+    tokenizer: ByteLevelBpeTokenizer, reference: Any, texts: Sequence[str]
+) -> None:
+    ids, starts, ends = tokenizer.tokenize_with_offsets(tf.constant(list(texts)))
+    want = reference(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    assert ids.to_list() == want["input_ids"]
+    got = [
+        list(zip(*row, strict=True)) for row in zip(starts.to_list(), ends.to_list(), strict=True)
+    ]
+    mismatches = [
+        index
+        for index in range(len(texts))
+        if got[index] != [tuple(span) for span in want["offset_mapping"][index]]
+    ]
+    assert not mismatches, (
+        f"{len(mismatches)} of {len(texts)} differ; first {texts[mismatches[0]]!r}: "
+        f"{got[mismatches[0]]} != {want['offset_mapping'][mismatches[0]]}"
+    )
+
+
+OFFSET_TEXTS = [
+    "Hello world", " a  b ", "x  <mask> y", " <mask> x", "é東京 z", "<s> hi", "<s>hi", "  lead",
+    "a\t\tb", "hi<s>x", "x<mask>\t", "a<s>é", "",
+]  # fmt: skip
+
+
+def test_offsets_match_the_reference(tokenizer: ByteLevelBpeTokenizer, reference: Any) -> None:
+    texts = [*OFFSET_TEXTS, *PROBE_TEXTS, *random_unicode_texts(1000, seed=3)]
+    assert_offsets_equal(tokenizer, reference, texts)
+
+
+def test_offsets_with_prefix_space_match_the_reference(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The first token keeps the space the pre-tokenizer added; an lstrip "<mask>" at the start
+    # keeps the one space it swallowed.
+    directory = write_roberta_checkpoint(
+        tmp_path_factory.mktemp("prefix_offsets"), add_prefix_space=True, added_tokens=USER_TOKENS
+    )
+    reference = transformers.AutoTokenizer.from_pretrained(os.fspath(directory))
+    tokenizer = ByteLevelBpeTokenizer.from_checkpoint(directory, max_seq_length=MAX_SEQ_LENGTH)
+    texts = [*OFFSET_TEXTS, *random_unicode_texts(1000, seed=4, extra_tokens=USER_TOKENS)]
+    assert_offsets_equal(tokenizer, reference, texts)
+
+
+def test_offsets_are_refused_when_unknown_bytes_are_dropped(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = write_english_alphabet_checkpoint(
+        tmp_path_factory.mktemp("dropping"), unk_token=None
+    )
+    tokenizer = ByteLevelBpeTokenizer.from_checkpoint(directory, max_seq_length=MAX_SEQ_LENGTH)
+    with pytest.raises(UnsupportedTokenizerError, match="^offsets of a BPE model that drops"):
+        tokenizer.tokenize_with_offsets(tf.constant(["Zürich"]))
