@@ -291,7 +291,7 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             tf.where(not_space, in_token, tf.int64.max), byte_token, num_tokens
         )
         last_other = tf.math.unsorted_segment_max(
-            tf.where(not_space, in_token, -1), byte_token, num_tokens
+            tf.where(not_space, in_token, tf.constant(-1, tf.int64)), byte_token, num_tokens
         )
         leading = tf.minimum(first_other, sizes)
         trailing = sizes - 1 - tf.maximum(last_other, -1)
@@ -309,7 +309,7 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         is_first = (position == 0) | (raw_start == 0)
         # The space the pre-tokenizer added to the first word is kept.
         keep_added = is_first & (leading == 1) & self._trim_prefix_space
-        leading = tf.where(keep_added, 0, leading)
+        leading = tf.where(keep_added, tf.constant(0, tf.int64), leading)
         start = tf.where(leading > 0, tf.minimum(raw_start + leading, raw_end), raw_start)
         end = tf.where(
             (trailing > 0) & (raw_end >= trailing), tf.maximum(raw_end - trailing, start), raw_end

@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import transformers
-from tokenizers import pre_tokenizers
+from tokenizers import pre_tokenizers, processors
 
 from models.errors import CheckpointError
 from models.tokenizers.bpe.byte_level_bpe_tables import (
@@ -157,3 +157,22 @@ def test_refuses_what_it_does_not_reproduce(
 def test_refuses_a_wordpiece_checkpoint(minilm_checkpoint: Path) -> None:
     with pytest.raises(UnsupportedTokenizerError, match="normalizer 'BertNormalizer'"):
         ByteLevelBpeTables.from_checkpoint(minilm_checkpoint)
+
+
+def test_refuses_a_gpt2_checkpoint_without_pad_and_mask_tokens(
+    roberta_dir: Path, tmp_path: Path
+) -> None:
+    # GPT-2's tokenizer: the same byte-level BPE, but no padding, mask or special-token layout.
+    def as_gpt2(spec: dict[str, Any]) -> None:
+        spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] == "</s>"]
+        spec["post_processor"] = json.loads(processors.ByteLevel(trim_offsets=True).__getstate__())
+
+    directory = edited_checkpoint(roberta_dir, tmp_path / "gpt2", as_gpt2)
+    config_file = directory / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    for name in ("pad_token", "mask_token", "cls_token", "sep_token", "unk_token", "bos_token"):
+        config.pop(name, None)
+    config["eos_token"] = "</s>"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(UnsupportedTokenizerError, match="^pad_token None is missing"):
+        ByteLevelBpeTables.from_checkpoint(directory)

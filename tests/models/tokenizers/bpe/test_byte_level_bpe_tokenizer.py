@@ -7,7 +7,9 @@ compares ids token for token.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import transformers
+from tokenizers import processors
 
 from models import contract
 from models.probe_texts import PROBE_TEXTS
@@ -253,12 +256,32 @@ def test_survives_saved_model_round_trip(
         lambda text: tokenizer.tokenize(text).to_tensor(default_value=-1),
         input_signature=[tf.TensorSpec([None], tf.string, name="text")],
     )
+    module.starts = tf.function(
+        lambda text: tokenizer.tokenize_with_offsets(text)[1].to_tensor(default_value=-1),
+        input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+    )
+    module.pack = tf.function(
+        tokenizer.__call__,
+        input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)],
+    )
     tf.saved_model.save(module, os.fspath(tmp_path / "saved"))
     loaded = tf.saved_model.load(os.fspath(tmp_path / "saved"))
     texts = [*PROBE_TEXTS[:40], "a <mask> b", ""]
     padded = loaded.tokenize(tf.constant(texts)).numpy().tolist()
     got = [[token for token in row if token != -1] for row in padded]
     assert got == reference(texts, add_special_tokens=False)["input_ids"]
+    want = reference(texts, add_special_tokens=False, return_offsets_mapping=True)
+    padded = loaded.starts(tf.constant(texts)).numpy().tolist()
+    assert [
+        row[: len(spans)] for row, spans in zip(padded, want["offset_mapping"], strict=True)
+    ] == [[start for start, _ in spans] for spans in want["offset_mapping"]]
+    assert_packed_equal(
+        lambda first, second: loaded.pack(first, second),
+        reference,
+        texts,
+        texts[::-1],
+        facts=tokenizer,
+    )
 
 
 def assert_offsets_equal(
@@ -315,3 +338,30 @@ def test_offsets_are_refused_when_unknown_bytes_are_dropped(
     tokenizer = ByteLevelBpeTokenizer.from_checkpoint(directory, max_seq_length=MAX_SEQ_LENGTH)
     with pytest.raises(UnsupportedTokenizerError, match="^offsets of a BPE model that drops"):
         tokenizer.tokenize_with_offsets(tf.constant(["Zürich"]))
+
+
+def test_offsets_stay_untrimmed_without_byte_level_post_processing(
+    roberta_dir: Path, tmp_path: Path
+) -> None:
+    # A TemplateProcessing post-processor (same layout as RoBERTa) does not trim offsets.
+    directory = tmp_path / "template"
+    shutil.copytree(roberta_dir, directory)
+    spec_file = directory / "tokenizer.json"
+    spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    spec["post_processor"] = json.loads(
+        processors.TemplateProcessing(
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)],
+        ).__getstate__()
+    )
+    spec_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    config_file = directory / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"  # keeps tokenizer.json as written
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    reference = transformers.AutoTokenizer.from_pretrained(os.fspath(directory))
+    tokenizer = ByteLevelBpeTokenizer.from_checkpoint(directory, max_seq_length=MAX_SEQ_LENGTH)
+    assert_offsets_equal(tokenizer, reference, [*OFFSET_TEXTS, *random_unicode_texts(300, seed=6)])
+    _, starts, _ = tokenizer.tokenize_with_offsets(tf.constant([" a"]))
+    assert starts.to_list() == [[0]]  # "Ġa" keeps its space
