@@ -17,12 +17,15 @@ into small ones when the per-batch cost outweighs the padding saved.
 A request larger than ``max_batch_size`` is split into chunks that are queued separately and
 reassembled in order; every caller gets exactly its own rows.
 
-Admission is deadline-aware: the batcher keeps a running estimate of the model's cost per
-padded token (rows x estimated tokens of the batch's longest text, from the batches it has run,
-so it tracks the current mix of batch sizes and text lengths), and a measured correction of its
-queue-wait estimates, and refuses a request at once with RESOURCE_EXHAUSTED when the work
-already queued and running ahead of it, shared over the slots, would not leave time to run it
-before its deadline.
+Admission is deadline-aware. A cost model per model version, fitted by least squares over
+the batches it has recently run, splits a batch's wall time into a fixed per-batch cost and a
+cost per padded token (rows x tokens of the longest text, where a text's tokens are estimated
+from its bytes and capped at the model's ``max_seq_length``: the model truncates there). A
+request is refused at once with RESOURCE_EXHAUSTED when the work queued and running ahead of
+it, shared over the slots, would not leave time to run it before its deadline; a request that
+could not finish before its deadline even alone on an idle server is refused with
+INVALID_ARGUMENT (retrying cannot help: fewer or shorter texts, or a longer deadline, can),
+and a request whose own work fits its deadline is never refused by an idle server.
 Overload is thus answered immediately and explicitly (the caller can back off or try another
 replica) instead of as a DEADLINE_EXCEEDED after the wait, and no slot is spent on an answer
 nobody will read. The fixed bounds (``max_queued_requests``, ``max_enqueued_batches x
@@ -43,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.batch_cost_model import PRIOR_FIXED_TOKENS, BatchCostModel
 from serving.errors import Code, ServingError
 from serving.serving_metrics import ServingMetrics
 
@@ -54,7 +58,7 @@ RunFn = Callable[
 ]
 
 
-# Weight of the newest batch in the running cost-per-token estimate: ~10 batches of memory.
+# Weight of the newest measured/estimated queue-wait ratio: ~10 batches of memory.
 _COST_SMOOTHING = 0.2
 # Estimates are of a noisy machine: admit a request, or grow a batch, only when the estimated
 # time fits its deadline this many times over. The cost: at saturation requests are refused
@@ -63,33 +67,41 @@ _COST_SMOOTHING = 0.2
 # their deadline (the front, the load generator and longer-than-average batches share the
 # CPU); 2.5 let none miss, and the answered rate at 2x stayed at the closed-loop capacity.
 _HEADROOM = 2.5
-# Waits shorter than this are mostly timer noise: they do not calibrate the estimate.
+# Admission under load, once enough requests have been answered: the raw estimate of a
+# request's time to answer (wait + own cost) times this quantile of answered / estimated over
+# the recent requests must fit its deadline. A request that expired counts with its deadline
+# as its time (at least that). So about 1 - quantile of admitted requests can miss, whatever
+# the estimates get wrong (a busy machine, the front's CPU, grouping letting texts overtake).
+_FINISH_QUANTILE = 0.997
+_FINISH_SAMPLES = 2000
+_FINISH_MIN_SAMPLES = 200
+# Estimates below this are timer noise: they do not calibrate anything.
 _MIN_CALIBRATION_WAIT = 0.05
-# A batch's fixed cost (pipe to the worker, dispatch, tokenizer set-up), in padded tokens of
-# encoder work. Measured on the 2-core machine (MiniLM, bench_serving.py): served batch-1
-# latency 12.6-14.1 ms for a ~14-token text, ~0.24 ms per token in length-sorted batches of 32
-# (298 sentences/s x 14.2 tokens), i.e. ~40-45 tokens of fixed cost; rounded up to 64 for the
-# front's share of the CPU, which the worker-side figures do not see.
-_BATCH_COST_TOKENS = 64
+# A batch's fixed cost in padded tokens, for planning batches (see batch_cost_model.py).
+_BATCH_COST_TOKENS = PRIOR_FIXED_TOKENS
 # Length grouping plans over the oldest queued requests only (bounds its cost per batch).
 _PLAN_WINDOW = 256
 
 
-def estimated_tokens(length_bytes: int) -> int:
-    """Rough wordpiece count of a text of this many UTF-8 bytes (for the padded-tokens metric)."""
-    return length_bytes // 4 + 2
+def estimated_tokens(length_bytes: int, max_tokens: int = 0) -> int:
+    """Rough wordpiece count of a text of this many UTF-8 bytes, [CLS] and [SEP] included,
+    capped at ``max_tokens`` (the model's max_seq_length: it truncates there; 0 = no cap).
+    """
+    tokens = length_bytes // 4 + 2
+    return min(tokens, max_tokens) if max_tokens > 0 else tokens
 
 
 @dataclasses.dataclass(eq=False)
 class _Item:
     inputs: dict[str, np.ndarray]
     rows: int
-    length: int  # longest text input, UTF-8 bytes (0 for non-text signatures)
+    length: int  # estimated tokens of the longest text input (0 for non-text signatures)
     deadline: float  # time.monotonic()
     enqueued: float
     future: asyncio.Future[dict[str, np.ndarray]]
     solo: bool  # never merged with others (signature without a batch dimension, or batching off)
     predicted_wait: float = 0.0  # seconds, the raw estimate at admission
+    predicted_finish: float = 0.0  # seconds, raw estimated wait + own cost at admission
     cancelled: bool = False
 
 
@@ -119,14 +131,17 @@ class Batcher:
         self._busy = 0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # model key -> seconds per padded token (rows x estimated tokens of the longest text):
-        # a batch's cost grows with its longest text, not only with its rows.
-        self._token_seconds: dict[tuple[str, int], float] = {}
+        # model key -> fixed + per padded token cost of a batch (rows x estimated tokens of the
+        # longest text): a batch's cost grows with its longest text, not only with its rows.
+        self._costs: dict[tuple[str, int], BatchCostModel] = {}
         self._queued_tokens: dict[tuple[Any, ...], int] = collections.defaultdict(int)
-        # Measured queue wait / estimated queue wait: what the row costs miss (gaps between
+        # Measured queue wait / estimated queue wait: what the cost model misses (gaps between
         # batches, a busy event loop, length grouping letting short texts overtake long ones).
         self._wait_scale = 1.0
-        self._running_tokens: dict[tuple[str, int], int] = collections.defaultdict(int)
+        self._running_seconds = 0.0  # estimated cost of the batches running now
+        # Answered (or expired) time / raw estimate at admission, of recent requests.
+        self._finish_ratios: collections.deque[float] = collections.deque(maxlen=_FINISH_SAMPLES)
+        self._finish_scale: float | None = None  # cached quantile, None: recompute
 
     @property
     def queued_requests(self) -> int:
@@ -146,22 +161,68 @@ class Batcher:
         text_length: int,
         deadline: float,
         batchable: bool,
+        max_tokens: int = 0,
     ) -> dict[str, np.ndarray]:
         """Run ``inputs`` (all with ``rows`` rows when ``batchable``) and return this request's
-        outputs.
+        outputs. ``text_length``: the longest text in UTF-8 bytes; ``max_tokens``: the model's
+        max_seq_length (0 if unknown).
         """
         s = self._s
         solo = not (s.enabled and batchable)
+        tokens = estimated_tokens(text_length, max_tokens) if text_length else 0
         if solo or rows <= s.max_batch_size:
-            return await self._submit_one(key, signature, inputs, rows, text_length, deadline, solo)
+            self._admit_size(key, rows, tokens, deadline, chunks=1)
+            return await self._submit_one(key, signature, inputs, rows, tokens, deadline, solo)
         # Too big for one batch: split, queue the chunks, reassemble in order.
+        chunks_n = math.ceil(rows / s.max_batch_size)
+        self._admit_size(key, rows, tokens, deadline, chunks=chunks_n)
         chunks = []
         for start in range(0, rows, s.max_batch_size):
             part = {k: v[start : start + s.max_batch_size] for k, v in inputs.items()}
             n = min(s.max_batch_size, rows - start)
-            chunks.append(self._submit_one(key, signature, part, n, text_length, deadline, False))
+            chunks.append(self._submit_one(key, signature, part, n, tokens, deadline, False))
         results = await asyncio.gather(*chunks)
         return {name: np.concatenate([r[name] for r in results], axis=0) for name in results[0]}
+
+    def _own_seconds(self, key: tuple[str, int], rows: int, tokens: int, batches: int) -> float:
+        cost = self._costs.get(key)
+        if cost is None:
+            return 0.0
+        return cost.seconds(padded_tokens=rows * tokens, batches=batches)
+
+    def _admit_size(
+        self,
+        key: tuple[str, int],
+        rows: int,
+        tokens: int,
+        deadline: float,
+        *,
+        chunks: int,
+    ) -> None:
+        """Refuse a request that could not be answered in time even by an idle server: its own
+        size is the problem, so retrying is useless (INVALID_ARGUMENT, not overload).
+        """
+        # Chunks of a split request may run side by side, one per slot.
+        own = self._own_seconds(key, rows, tokens, chunks) / min(chunks, self._s.slots)
+        now = time.monotonic()
+        left = deadline - now
+        if own > left and (self._busy or self._queued_requests):
+            # Under load the time it came with may have gone to waiting before it reached the
+            # batcher (a saturated front): overload, unless an idle server says otherwise.
+            raise ServingError(
+                Code.RESOURCE_EXHAUSTED,
+                f"the server is overloaded: this request reached the batcher with "
+                f"{max(0.0, left) * 1e3:.0f} ms left of its deadline and needs about "
+                f"{own * 1e3:.0f} ms ({rows} texts, ~{tokens} tokens each); back off and retry",
+            )
+        if own > left:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"this request alone needs about {own * 1e3:.0f} ms of model time ({rows} "
+                f"texts, ~{tokens} tokens each), more than its deadline allows "
+                f"({max(0.0, left) * 1e3:.0f} ms): send fewer or shorter texts per request, or "
+                f"give it a longer deadline",
+            )
 
     async def _submit_one(
         self,
@@ -169,7 +230,7 @@ class Batcher:
         signature: str,
         inputs: dict[str, np.ndarray],
         rows: int,
-        text_length: int,
+        tokens: int,
         deadline: float,
         solo: bool,
     ) -> dict[str, np.ndarray]:
@@ -193,19 +254,36 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         raw_wait = self._raw_wait()
-        own = rows * estimated_tokens(text_length) * self._token_seconds.get(key, 0.0)
+        own = self._own_seconds(key, rows, tokens, 1)
         finish = raw_wait * self._wait_scale + own
-        if now + finish * _HEADROOM > deadline:
+        margin = finish * _HEADROOM
+        scale = self._measured_finish_scale()
+        if scale is not None:
+            margin = (raw_wait + own) * scale
+            finish = margin
+        # Nothing ahead of it: what fits its deadline runs (_admit_size refused what does not);
+        # the headroom is for the uncertainty of the wait behind other work.
+        if raw_wait > 0.0 and now + margin > deadline:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
                 f"the server is overloaded: this request would be answered in about "
                 f"{finish * 1e3:.0f} ms, too close to or beyond its deadline "
                 f"({max(0.0, deadline - now) * 1e3:.0f} ms); back off and retry",
             )
-        item = _Item(inputs, rows, text_length, deadline, now, loop.create_future(), solo, raw_wait)
+        item = _Item(
+            inputs,
+            rows,
+            tokens,
+            deadline,
+            now,
+            loop.create_future(),
+            solo,
+            raw_wait,
+            raw_wait + own,
+        )
         self._queues.setdefault(qkey, collections.deque()).append(item)
         self._queued_rows[qkey] += rows
-        self._queued_tokens[qkey] += rows * estimated_tokens(text_length)
+        self._queued_tokens[qkey] += rows * tokens
         self._queued_requests += 1
         self._metrics.queue_depth.labels(key[0]).inc()
         # A timer instead of asyncio.wait_for: no extra task per request on the hot path.
@@ -215,28 +293,57 @@ class Batcher:
             return await item.future
         except asyncio.CancelledError:
             self._forget(qkey, item)
+            # Mostly a gRPC deadline that passed before ours fired: count it as a miss.
+            self._record_finish(item, max(time.monotonic(), item.deadline) - item.enqueued)
             raise
         finally:
             timer.cancel()
 
+    def _measured_finish_scale(self) -> float | None:
+        if len(self._finish_ratios) < _FINISH_MIN_SAMPLES:
+            return None
+        if self._finish_scale is None:
+            q = float(np.quantile(np.fromiter(self._finish_ratios, float), _FINISH_QUANTILE))
+            self._finish_scale = max(1.0, q)
+        return self._finish_scale
+
+    def _record_finish(self, item: _Item, seconds: float) -> None:
+        if item.predicted_wait <= 0.0:
+            return  # admitted onto an idle server: not what the ratio guards
+        self._finish_ratios.append(seconds / max(item.predicted_finish, _MIN_CALIBRATION_WAIT))
+        if len(self._finish_ratios) % 64 == 0:
+            self._finish_scale = None
+
     def estimated_wait(self) -> float:
-        """Seconds until a newly queued request would start: the queued and running rows of
-        every model at its measured cost per padded token, shared over the slots, times the measured
-        ratio of actual to estimated waits. 0 before any batch has run (nothing measured yet:
-        only the fixed queue bounds apply).
+        """Seconds until a newly queued request would start: the queued and running work of
+        every model at its fitted batch costs, shared over the slots, times the measured ratio
+        of actual to estimated waits. 0 before any batch has run (nothing measured yet: only
+        the fixed queue bounds apply).
         """
         return self._raw_wait() * self._wait_scale
 
     def _raw_wait(self) -> float:
-        seconds = self._token_seconds
-        work = sum(self._queued_tokens[q] * seconds.get(q[0], 0.0) for q in self._queues)
-        work += sum(n * seconds.get(k, 0.0) for k, n in self._running_tokens.items())
-        return work / self._s.slots
+        s = self._s
+        work = self._running_seconds
+        for qkey, q in self._queues.items():
+            cost = self._costs.get(qkey[0])
+            if cost is None or not q:
+                continue
+            rows, tokens = self._queued_rows[qkey], self._queued_tokens[qkey]
+            if q[0].solo:
+                batches = len(q)
+            else:
+                batches = math.ceil(rows / s.max_batch_size)
+                if s.max_batch_tokens:
+                    batches = max(batches, math.ceil(tokens / s.max_batch_tokens))
+            work += cost.seconds(padded_tokens=tokens, batches=batches)
+        return work / s.slots
 
     def _expire(self, qkey: tuple[Any, ...], item: _Item) -> None:
         if item.future.done():
             return
         where = "while queued" if self._forget(qkey, item) else "while running"
+        self._record_finish(item, item.deadline - item.enqueued)
         item.future.set_exception(
             ServingError(Code.DEADLINE_EXCEEDED, f"deadline exceeded {where}")
         )
@@ -253,7 +360,7 @@ class Batcher:
 
     def _dequeued(self, qkey: tuple[Any, ...], item: _Item) -> None:
         self._queued_rows[qkey] -= item.rows
-        self._queued_tokens[qkey] -= item.rows * estimated_tokens(item.length)
+        self._queued_tokens[qkey] -= item.rows * item.length
         self._queued_requests -= 1
         self._metrics.queue_depth.labels(qkey[0][0]).dec()
 
@@ -311,6 +418,7 @@ class Batcher:
                 self._dequeued(qkey, item)
                 item.cancelled = True
                 if not item.future.done():
+                    self._record_finish(item, item.deadline - item.enqueued)
                     item.future.set_exception(
                         ServingError(Code.DEADLINE_EXCEEDED, "deadline exceeded while queued")
                     )
@@ -327,7 +435,7 @@ class Batcher:
             # A batch must end before the earliest deadline among its rows: under load that
             # caps batches well below max_batch_size (TF Serving's default is 1000 rows, ~10 s
             # on 2 CPU cores), so an admitted request is not sunk by the rows it is batched with.
-            token_s = self._token_seconds.get(qkey[0], 0.0)
+            cost_model = self._costs.get(qkey[0])
             end_by, longest = head.deadline, head.length
             token_cap = self._s.max_batch_tokens
             if self._s.length_grouping:
@@ -338,8 +446,8 @@ class Batcher:
             for it in order:
                 if it.solo:
                     continue
-                cost = (used + it.rows) * estimated_tokens(max(longest, it.length)) * token_s
-                tokens = (used + it.rows) * estimated_tokens(max(longest, it.length))
+                tokens = (used + it.rows) * max(longest, it.length)
+                cost = cost_model.seconds(padded_tokens=tokens) if cost_model else 0.0
                 fits_deadlines = not chosen or now + cost * _HEADROOM <= min(end_by, it.deadline)
                 fits_tokens = not chosen or not token_cap or tokens <= token_cap
                 if used + it.rows <= budget and fits_deadlines and fits_tokens:
@@ -382,11 +490,11 @@ class Batcher:
             self._metrics.batch_size.labels(model).observe(padded_rows)
             longest = max(it.length for it in items)
             if longest:
-                self._metrics.batch_tokens.labels(model).observe(
-                    padded_rows * estimated_tokens(longest)
-                )
-            tokens = padded_rows * estimated_tokens(longest)
-            self._running_tokens[key] += tokens
+                self._metrics.batch_tokens.labels(model).observe(padded_rows * longest)
+            tokens = padded_rows * max(1, longest)
+            cost_model = self._costs.setdefault(key, BatchCostModel())
+            estimate = cost_model.seconds(padded_tokens=tokens)
+            self._running_seconds += estimate
             sent = time.monotonic()
             try:
                 outputs, seconds = await self._run(key, signature, inputs)
@@ -396,14 +504,14 @@ class Batcher:
                         it.future.set_exception(exc)
                 return
             finally:
-                self._running_tokens[key] -= tokens
+                self._running_seconds -= estimate
             self._metrics.inference_latency.labels(model, str(key[1])).observe(seconds)
             # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
-            per_token = (time.monotonic() - sent) / tokens
-            old = self._token_seconds.get(key)
-            self._token_seconds[key] = (
-                per_token if old is None else old + _COST_SMOOTHING * (per_token - old)
-            )
+            cost_model.observe(padded_tokens=tokens, seconds=time.monotonic() - sent)
+            answered = time.monotonic()
+            for it in items:
+                if not it.future.done():
+                    self._record_finish(it, answered - it.enqueued)
             if len(items) == 1 and padded_rows == rows:
                 if not items[0].future.done():
                     items[0].future.set_result(outputs)
@@ -448,7 +556,7 @@ def _plan_batch(items: list[_Item], head: _Item, max_rows: int, max_tokens: int)
     cost = [0.0] * (n + 1)  # cost[j]: least cost of batching ordered[:j]
     cut = [0] * (n + 1)  # ordered[cut[j]:j] is the last batch of that plan
     for j in range(1, n + 1):
-        per_row = estimated_tokens(ordered[j - 1].length)  # the longest text of the batch
+        per_row = max(1, ordered[j - 1].length)  # tokens of the longest text of the batch
         limit = max_rows if not max_tokens else min(max_rows, max(1, max_tokens // per_row))
         best, best_i = math.inf, j - 1
         for i in range(j - 1, -1, -1):  # batches ordered[i:j], growing while within the caps

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from models import contract
 from serving.core_api import ModelRef, VersionStatus
 from serving.errors import Code, ServingError
 from serving.served_signature import ServedSignature, parse_saved_model_signatures
@@ -23,7 +25,9 @@ from serving.serving_metrics import ServingMetrics
 
 _LOG = logging.getLogger("textserve.models")
 
-LoadFn = Callable[[tuple[str, int], str], Awaitable[int]]  # -> warmup records replayed
+# load(key, path, keep): keep = every version that stays served (the worker pool starts a
+# fresh worker when a load would leave the current one holding anything else).
+LoadFn = Callable[[tuple[str, int], str, Mapping[tuple[str, int], str]], Awaitable[int]]
 UnloadFn = Callable[[tuple[str, int]], Awaitable[None]]
 
 
@@ -41,6 +45,8 @@ class ServableVersion:
     inflight: int = 0
     fingerprint: tuple[float, int] = (0.0, 0)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    # From the export's model card: the batcher costs texts at most this long (0: unknown).
+    max_seq_length: int = 0
 
     @property
     def key(self) -> tuple[str, int]:
@@ -62,6 +68,10 @@ class _Model:
     versions: dict[int, ServableVersion] = dataclasses.field(default_factory=dict)
     # The label map requests resolve through: the config's, once it passed the label check.
     labels: dict[str, int] = dataclasses.field(default_factory=dict)
+    # The versions the policy selects from what is on disk, as of the last poll.
+    wanted: set[int] = dataclasses.field(default_factory=set)
+    # Why the last poll found no version directory ("" when it found some).
+    no_versions: str = ""
 
 
 def _fingerprint(path: str) -> tuple[float, int]:
@@ -75,6 +85,37 @@ def _fingerprint(path: str) -> tuple[float, int]:
                 continue
             count += 1
     return newest, count
+
+
+def _card_max_seq_length(path: str) -> int:
+    """max_seq_length from the export's model card; 0 for SavedModels without one (any
+    TF Serving model): their texts are costed at their full estimated length.
+    """
+    try:
+        with open(os.path.join(path, contract.MODEL_CARD_FILE), encoding="utf-8") as fh:
+            value = json.load(fh).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int(value) if isinstance(value, int) and value > 0 else 0
+
+
+def _no_versions_message(name: str, base_path: str) -> str:
+    """TF Serving's words for an empty base path, plus what to change when we can tell."""
+    msg = f"No versions of servable {name} found under base path {base_path}"
+    if not os.path.exists(base_path):
+        return f"{msg} (the path does not exist)"
+    if os.path.isfile(os.path.join(base_path, "saved_model.pb")):
+        parent, leaf = os.path.split(os.path.normpath(base_path))
+        if leaf.isdigit():
+            return (
+                f"{msg}: it is version directory {leaf} itself; pass its parent {parent} as "
+                f"the base path (--model_base_path or base_path in the model config)"
+            )
+        return (
+            f"{msg}: it holds a SavedModel itself; move it into a version directory "
+            f"(e.g. {os.path.join(base_path, '1')}) and keep {base_path} as the base path"
+        )
+    return f"{msg} (version directories are named by number and hold saved_model.pb)"
 
 
 def _versions_on_disk(base_path: str) -> dict[int, str]:
@@ -137,9 +178,22 @@ class ModelManager:
             await self._reconcile_locked()
 
     async def _reconcile_locked(self) -> None:
+        disk = {}
+        for model in self._models.values():
+            disk[model.config.name] = on_disk = _versions_on_disk(model.config.base_path)
+            model.wanted = set(model.config.version_policy.select(sorted(on_disk)))
         for model in list(self._models.values()):
-            on_disk = _versions_on_disk(model.config.base_path)
-            wanted = model.config.version_policy.select(sorted(on_disk))
+            on_disk = disk[model.config.name]
+            wanted = model.wanted
+            model.no_versions = (
+                "" if on_disk else _no_versions_message(model.config.name, model.config.base_path)
+            )
+            if model.no_versions:
+                # Every poll, as TF Serving does, until a version appears.
+                _LOG.warning(
+                    model.no_versions,
+                    extra={"event": "no_versions", "model": model.config.name},
+                )
             loads = []
             for v in sorted(wanted):
                 sv = model.versions.get(v)
@@ -176,7 +230,8 @@ class ModelManager:
         try:
             with open(os.path.join(sv.path, "saved_model.pb"), "rb") as fh:
                 sv.signature_defs, sv.specs = parse_saved_model_signatures(fh.read())
-            records = await self._load(sv.key, sv.path)
+            sv.max_seq_length = _card_max_seq_length(sv.path)
+            records = await self._load(sv.key, sv.path, self._keep())
         except ServingError as exc:
             if exc.code is Code.UNAVAILABLE:
                 # The worker died mid-load; the restart reloads everything still LOADING.
@@ -199,6 +254,15 @@ class ModelManager:
                 "warmup_records": records,
             },
         )
+
+    def _keep(self) -> dict[tuple[str, int], str]:
+        """Every version that stays served: wanted by its policy and loading or loaded."""
+        return {
+            sv.key: sv.path
+            for model in self._models.values()
+            for v in model.wanted
+            if (sv := model.versions.get(v)) is not None and sv.state in ("LOADING", "AVAILABLE")
+        }
 
     def _fail(self, sv: ServableVersion, exc: ServingError) -> None:
         sv.state, sv.error = "END", exc
@@ -303,6 +367,8 @@ class ModelManager:
         if wanted is None:
             available = [sv for sv in model.versions.values() if sv.state == "AVAILABLE"]
             if not available:
+                if not model.versions and model.no_versions:
+                    raise ServingError(Code.UNAVAILABLE, model.no_versions)
                 states = sorted({sv.state for sv in model.versions.values()}) or [
                     "no version on disk"
                 ]
@@ -327,6 +393,12 @@ class ModelManager:
         model = self._model(ref.name)
         wanted = self._version_for(model, ref)
         versions = sorted(model.versions.values(), key=lambda sv: -sv.version)
+        if not versions and model.no_versions:
+            # TF Serving's status call answers NOT_FOUND for a model with no version yet.
+            raise ServingError(
+                Code.NOT_FOUND,
+                f"Could not find any versions of model {ref.name}: {model.no_versions}",
+            )
         if wanted is not None:
             versions = [sv for sv in versions if sv.version == wanted]
             if not versions:

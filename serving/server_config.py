@@ -112,3 +112,6 @@ class ServerConfig:
     max_batch_tokens: int = 4096
     drain_timeout_seconds: float = 30.0
     log_level: str = "info"
+    # A second TF worker holding every served version, promoted when the active one dies.
+    # Costs a second worker's memory (TensorFlow + every model).
+    worker_standby: bool = False

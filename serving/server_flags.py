@@ -225,6 +225,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
             "CPU; on a GPU raise it or set 0."
         ),
     )
+    flag_bool(
+        "--worker_standby",
+        c.worker_standby,
+        "Keep a second TF worker with every served version loaded: a dead worker is replaced "
+        "at once (else after a TF import and model loads, ~30 s) and rollouts skip the TF "
+        "import. Costs a second worker's memory (TensorFlow + every model).",
+    )
     o.add_argument(
         "--drain_timeout_seconds",
         type=float,
@@ -303,4 +310,5 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
         max_batch_tokens=ns.max_batch_tokens,
         drain_timeout_seconds=ns.drain_timeout_seconds,
         log_level=ns.log_level,
+        worker_standby=ns.worker_standby,
     )

@@ -1,10 +1,11 @@
 """``ServingCore``: the engine behind ``serving.core_api.InferenceCore``.
 
 resolve (model manager) -> enqueue (batcher) -> run (TF worker process) -> split the outputs
-back; what TF Serving answers around that is ``serving.tf_serving_api``'s. Owns the worker's
-supervision: when the worker dies, in-flight requests fail with UNAVAILABLE, every version
-goes back to LOADING, a new worker is spawned and the versions are reloaded and warmed
-before they are AVAILABLE again.
+back; what TF Serving answers around that is ``serving.tf_serving_api``'s. The TF workers
+are a ``WorkerPool`` (blue/green across reloads, optional hot standby); when the active worker
+dies and no standby takes over, in-flight requests fail with UNAVAILABLE, every version goes
+back to LOADING, a new worker is started and the versions are reloaded and warmed before they
+are AVAILABLE again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from serving.model_manager import ModelManager, ServableVersion
 from serving.served_signature import ServedSignature, ValidatedInputs
 from serving.server_config import ConfigError, ServerConfig
 from serving.serving_metrics import ServingMetrics
-from serving.worker_process import WorkerProcess
+from serving.worker_pool import WorkerPool, WorkerSettings
 
 _LOG = logging.getLogger("textserve.core")
 
@@ -52,7 +53,17 @@ class ServingCore:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = ServingMetrics()
-        self._worker: WorkerProcess | None = None
+        self._pool = WorkerPool(
+            settings=WorkerSettings(
+                num_threads=config.batching.num_batch_threads,
+                intra_op=config.intra_op_parallelism,
+                inter_op=config.inter_op_parallelism,
+                warmup=config.enable_model_warmup,
+            ),
+            standby=config.worker_standby,
+            on_lost=self._on_worker_lost,
+            metrics=self.metrics,
+        )
         self._manager = ModelManager(
             load=self._load,
             unload=self._unload,
@@ -93,22 +104,18 @@ class ServingCore:
         The worker imports TensorFlow and loads models while the caller starts the fronts
         (which do not import TensorFlow: their ports listen within about a second).
         """
-        worker = self._new_worker()
-        worker.spawn()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._initial_load(worker)))
+        self._pool.spawn_first()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._initial_load()))
 
-    async def _initial_load(self, worker: WorkerProcess) -> None:
+    async def _initial_load(self) -> None:
         try:
-            await worker.wait_ready()
-            self._worker = worker
-            _LOG.info("worker started", extra={"event": "worker_started", "pid": worker.pid})
+            await self._pool.wait_first()
         except ServingError as exc:
             # Its death handler starts the supervised restart; load the models after it.
             _LOG.error(
                 "worker failed to start",
                 extra={"event": "worker_start_failed", "error": exc.message},
             )
-            worker.kill()
             while self._restarting is None:
                 await asyncio.sleep(0.1)
             await self._restarting
@@ -157,12 +164,11 @@ class ServingCore:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._worker is not None:
-            await self._worker.stop()
+        await self._pool.stop()
 
     @property
     def worker_pid(self) -> int | None:
-        return self._worker.pid if self._worker is not None and self._worker.alive else None
+        return self._pool.active_pid
 
     @property
     def inflight(self) -> int:
@@ -170,63 +176,30 @@ class ServingCore:
 
     # --- worker ----------------------------------------------------------------------------
 
-    def _new_worker(self) -> WorkerProcess:
-        cfg = self.config
-        return WorkerProcess(
-            num_threads=cfg.batching.num_batch_threads,
-            intra_op=cfg.intra_op_parallelism,
-            inter_op=cfg.inter_op_parallelism,
-            on_exit=self._on_worker_exit,
-        )
-
-    async def _spawn_worker(self) -> None:
-        worker = self._new_worker()
-        await worker.start()
-        self._worker = worker
-        _LOG.info("worker started", extra={"event": "worker_started", "pid": worker.pid})
-
-    def _on_worker_exit(self, exitcode: int | None) -> None:
+    def _on_worker_lost(self) -> None:
+        """The active worker died and no hot standby could take over: reload everything."""
         if self._stopping:
             return
-        self.metrics.worker_restarts.inc()
         self._restarting = asyncio.get_running_loop().create_task(self._restart_worker())
 
     async def _restart_worker(self) -> None:
         versions = self._manager.mark_all_loading()
-        backoff = 0.5
-        while not self._stopping:
-            try:
-                await self._spawn_worker()
-                break
-            except ServingError as exc:
-                _LOG.error(
-                    "worker restart failed",
-                    extra={"event": "worker_restart_failed", "error": exc.message},
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        await self._pool.restart()
         await self._manager.reload(versions)
         _LOG.info("worker restarted", extra={"event": "worker_restarted", "pid": self.worker_pid})
 
-    def _current_worker(self) -> WorkerProcess:
-        worker = self._worker
-        if worker is None or not worker.alive:
-            raise ServingError(Code.UNAVAILABLE, "the TF worker is restarting; retry shortly")
-        return worker
-
-    async def _load(self, key: tuple[str, int], path: str) -> int:
-        return int(
-            await self._current_worker().call("load", key, path, self.config.enable_model_warmup)
-        )
+    async def _load(
+        self, key: tuple[str, int], path: str, keep: Mapping[tuple[str, int], str]
+    ) -> int:
+        return await self._pool.load(key, path, keep=keep)
 
     async def _unload(self, key: tuple[str, int]) -> None:
-        await self._current_worker().call("unload", key)
+        await self._pool.unload(key)
 
     async def _run(
         self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
     ) -> tuple[dict[str, np.ndarray], float]:
-        outputs, seconds = await self._current_worker().call("run", key, signature, inputs)
-        return outputs, seconds
+        return await self._pool.run(key, signature, inputs)
 
     # --- polling -------------------------------------------------------------------------
 
@@ -335,6 +308,7 @@ class ServingCore:
                 text_length=inputs.text_length,
                 deadline=deadline,
                 batchable=signature.batchable,
+                max_tokens=servable.max_seq_length,
             )
         finally:
             servable.release()
@@ -363,13 +337,7 @@ class ServingCore:
             raise ServingError(Code.UNKNOWN, "some models failed to load: " + "; ".join(failed))
 
     def is_serving(self) -> bool:
-        worker = self._worker
-        return (
-            not self._draining
-            and worker is not None
-            and worker.alive
-            and self._manager.all_available()
-        )
+        return not self._draining and self._pool.alive and self._manager.all_available()
 
     def record_request(self, *, model: str, api: str, code: Code) -> None:
         """Count a request a front rejected before it reached the core (bad wire format, too
