@@ -6,8 +6,9 @@ Trains a byte-level BPE on the vendored STS-B sentences (11 languages) and saves
 RoBERTa checkpoint's tokenizer (tests/support/byte_level_bpe_checkpoint.py), then prints:
 the time to build the in-graph tokenizer from the reference; parity of the padded encoder
 inputs (ids and mask) with the reference (``AutoTokenizer``) on seeded random texts over all
-of Unicode, single and paired, and on all STS-B sentences; and the speed of the in-graph
-tokenizer (inside a tf.function) next to the reference's on stsb-en-test.
+of Unicode, single and paired, and on all STS-B sentences; parity of the offsets on the random
+texts; and the speed of the in-graph tokenizer (inside a tf.function) next to the
+reference's on stsb-en-test.
 """
 
 from __future__ import annotations
@@ -110,6 +111,20 @@ def main() -> None:
     ]:
         matching = _matching_rows(call, reference, first, second)
         print(f"parity {name}: {matching}/{len(first)} ({100 * matching / len(first):.2f}%)")
+
+    offsets = tf.function(
+        tokenizer.tokenize_with_offsets, input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+    matching = 0
+    for start in range(0, len(texts), CHUNK):
+        chunk = texts[start : start + CHUNK]
+        _, starts, ends = offsets(tf.constant(chunk))
+        want = reference(chunk, add_special_tokens=False, return_offsets_mapping=True)
+        for got_starts, got_ends, spans in zip(
+            starts.to_list(), ends.to_list(), want["offset_mapping"], strict=True
+        ):
+            matching += list(zip(got_starts, got_ends, strict=True)) == [tuple(s) for s in spans]
+    print(f"offsets random Unicode: {matching}/{len(texts)} ({100 * matching / len(texts):.2f}%)")
 
     with STSB_EN.open(newline="", encoding="utf-8") as handle:
         english = [text for row in csv.reader(handle) for text in row[:2]]

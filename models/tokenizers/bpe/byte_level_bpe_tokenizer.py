@@ -27,7 +27,7 @@ from models.tokenizers.bpe.byte_level_bpe_tables import (
     ByteLevelBpeTables,
 )
 from models.tokenizers.errors import UnsupportedTokenizerError
-from models.tokenizers.text_tokenizer import TextTokenizer, _text_vector
+from models.tokenizers.text_tokenizer import TextTokenizer, as_text_vector
 
 # Whitespace classes the graph refines by looking at the next character (RE2 has no lookahead):
 # a run's last character before a non-space is _SPACE_BEFORE_WORD when it is U+0020 (it joins
@@ -191,7 +191,7 @@ class ByteLevelBpeTokenizer(TextTokenizer):
                 "offsets of a BPE model that drops bytes missing from its vocabulary are not "
                 "reproduced in-graph"
             )
-        ids, row_splits, starts, ends = self._tokens(_text_vector(text), with_offsets=True)
+        ids, row_splits, starts, ends = self._tokens(as_text_vector(text), with_offsets=True)
         return tuple(  # type: ignore[return-value]
             tf.RaggedTensor.from_row_splits(values, row_splits, validate=False)
             for values in (ids, starts, ends)
