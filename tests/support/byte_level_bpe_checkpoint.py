@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import os
 import random
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tests.support.data import STSB_DIR
 
@@ -138,8 +141,22 @@ def write_english_alphabet_checkpoint(directory: Path, *, unk_token: str | None)
 
 
 def _without_unk(spec_json: str) -> str:
-    import json
-
     spec = json.loads(spec_json)
     spec["model"]["unk_token"] = None
     return json.dumps(spec)
+
+
+def edited_checkpoint(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of a checkpoint whose tokenizer.json ``edit`` changed in place, loaded as written
+    by the generic fast tokenizer (RobertaTokenizer would rebuild the model and pre-tokenizer
+    from vocab and merges and undo the edit)."""
+    shutil.copytree(source, target)
+    spec_file = target / "tokenizer.json"
+    spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    edit(spec)
+    spec_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    config_file = target / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    return target

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,27 +30,12 @@ from models.tokenizers.bpe.byte_level_bpe_tables import (
     char_classes,
 )
 from models.tokenizers.errors import UnsupportedTokenizerError
-from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint
+from tests.support.byte_level_bpe_checkpoint import edited_checkpoint, write_roberta_checkpoint
 
 
 @pytest.fixture(scope="module")
 def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_roberta_checkpoint(tmp_path_factory.mktemp("roberta"))
-
-
-def edited_checkpoint(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    shutil.copytree(source, target)
-    spec_file = target / "tokenizer.json"
-    spec = json.loads(spec_file.read_text(encoding="utf-8"))
-    edit(spec)
-    spec_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-    config_file = target / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    # The generic fast tokenizer loads tokenizer.json as written (RobertaTokenizer would rebuild
-    # the model and pre-tokenizer from vocab and merges and undo the edit).
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_file.write_text(json.dumps(config), encoding="utf-8")
-    return target
 
 
 def test_reads_vocabulary_merges_and_roberta_tokens(roberta_dir: Path) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from models.tokenizers import text_tokenizer_from_checkpoint
 from models.tokenizers.bpe.byte_level_bpe_tokenizer import ByteLevelBpeTokenizer
 from models.tokenizers.errors import UnsupportedTokenizerError
 from tests.support.byte_level_bpe_checkpoint import (
+    edited_checkpoint,
     random_unicode_texts,
     stsb_sentences,
     write_english_alphabet_checkpoint,
@@ -340,21 +340,6 @@ def test_offsets_are_refused_when_unknown_bytes_are_dropped(
         tokenizer.tokenize_with_offsets(tf.constant(["Zürich"]))
 
 
-def edited_copy(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    """A copy of a checkpoint with its tokenizer.json edited, loaded as written by the generic
-    fast tokenizer (RobertaTokenizer would rebuild the components the edit changed)."""
-    shutil.copytree(source, target)
-    spec_file = target / "tokenizer.json"
-    spec = json.loads(spec_file.read_text(encoding="utf-8"))
-    edit(spec)
-    spec_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-    config_file = target / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_file.write_text(json.dumps(config), encoding="utf-8")
-    return target
-
-
 def test_offsets_stay_untrimmed_without_byte_level_post_processing(
     roberta_dir: Path, tmp_path: Path
 ) -> None:
@@ -368,7 +353,7 @@ def test_offsets_stay_untrimmed_without_byte_level_post_processing(
             ).__getstate__()
         )
 
-    directory = edited_copy(roberta_dir, tmp_path / "template", template_processing)
+    directory = edited_checkpoint(roberta_dir, tmp_path / "template", template_processing)
     reference = transformers.AutoTokenizer.from_pretrained(os.fspath(directory))
     tokenizer = ByteLevelBpeTokenizer.from_checkpoint(directory, max_seq_length=MAX_SEQ_LENGTH)
     assert_offsets_equal(tokenizer, reference, [*OFFSET_TEXTS, *random_unicode_texts(300, seed=6)])
@@ -380,7 +365,7 @@ def test_without_the_split_regex_each_piece_is_one_word(roberta_dir: Path, tmp_p
     def no_regex(spec: dict[str, Any]) -> None:
         spec["pre_tokenizer"]["use_regex"] = False
 
-    directory = edited_copy(roberta_dir, tmp_path / "no_regex", no_regex)
+    directory = edited_checkpoint(roberta_dir, tmp_path / "no_regex", no_regex)
     reference = transformers.AutoTokenizer.from_pretrained(os.fspath(directory))
     tokenizer = ByteLevelBpeTokenizer.from_checkpoint(directory, max_seq_length=MAX_SEQ_LENGTH)
     assert not tokenizer.use_regex
