@@ -8,6 +8,9 @@ Routes (TF Serving's own regexes, case-insensitive, as tensorflow_model_server m
 - ``POST ...:classify`` / ``...:regress``                          TF Serving's answer for
   models without tf.Example signatures
 - ``POST /v1/embeddings``                                          OpenAI embeddings format
+- ``GET  /v1/models``                                              OpenAI model list
+- ``POST /v1/rerank``                                              TEI/Cohere-style rerank
+- ``GET  /v1/health`` (and TEI's ``/health``)                      200 ready / 503 + reason
 - ``GET  /v1/openapi.json``                                        OpenAPI 3 document
 - ``GET  <monitoring path>``                                       Prometheus, when enabled
 
@@ -43,11 +46,14 @@ from google.protobuf import json_format
 from models import contract
 from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
 from serving.errors import Code, ServingError
+from serving.health import health
 from serving.input_checks import InputChecks
 from serving.json_log import RejectedHttpFilter
 from serving.limits import Limits
+from serving.openai_models import OpenAiModels
 from serving.predict_json import PredictJson
 from serving.request_body import read_body
+from serving.rerank import Rerank, RerankRequest
 from serving.served_signature import ServedSignature
 from serving.tf_serving_api import ExampleMethod, TfServingApi
 from serving.tf_serving_messages import metadata_response, signature_def_map, status_response
@@ -70,6 +76,9 @@ _MODEL_STATUS_API = re.compile(
     re.IGNORECASE,
 )
 _JSON = "application/json"
+MODELS_PATH = "/v1/models"
+RERANK_PATH = "/v1/rerank"
+HEALTH_PATHS = ("/v1/health", "/health")
 _INT64_MAX = 2**63 - 1
 _EXAMPLE_METHODS = {"classify": ExampleMethod.CLASSIFY, "regress": ExampleMethod.REGRESS}
 
@@ -101,6 +110,8 @@ class RestFront:
         self.timeout_s = timeout_ms / 1000 if timeout_ms else None
         self.metrics_path = metrics_path
         self._openapi = OPENAPI_FILE.read_bytes()
+        self.models = OpenAiModels(core, created=int(time.time()))
+        self.rerank = Rerank(self.api, self.checks)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._in_flight = 0
@@ -125,6 +136,13 @@ class RestFront:
         folded = path.lower()
         if folded == contract.OPENAI_EMBEDDINGS_PATH and request.method == "POST":
             return await self._handle_embeddings(request)
+        if folded.rstrip("/") == MODELS_PATH and request.method == "GET":
+            return _json_response(orjson.dumps(self.models.model_list()))
+        if folded in HEALTH_PATHS and request.method in ("GET", "HEAD"):
+            status, body = health(self.core)
+            return _json_response(orjson.dumps(body), status)
+        if folded == RERANK_PATH and request.method == "POST":
+            return await self._handle_rerank(request)
         if folded == contract.OPENAPI_PATH and request.method == "GET":
             return _json_response(self._openapi)
         if self.metrics_path and path == self.metrics_path and request.method == "GET":
@@ -299,6 +317,29 @@ class RestFront:
         array = np.empty(len(texts), dtype=object)
         array[:] = [text.encode("utf-8") for text in texts]
         return self.checks.check_inputs({contract.TEXT: array}, texts_checked={contract.TEXT})
+
+    # ------------------------------------------------------------------ rerank
+    async def _handle_rerank(self, request: web.Request) -> web.Response:
+        doc: Any = None
+        try:
+            try:
+                doc = await self._read_json(request)
+                rerank = RerankRequest.from_json(
+                    doc, max_documents=self.checks.limits.max_rows_per_request
+                )
+            except ServingError as exc:  # the api counts what reaches it; count the rest
+                model = doc.get("model") if isinstance(doc, dict) else None
+                self.core.record_request(
+                    model=model if isinstance(model, str) else "", api="rerank", code=exc.code
+                )
+                raise
+            body = await self.rerank.run(rerank, deadline=self._deadline())
+            return _json_response(orjson.dumps(body))
+        except ServingError as exc:
+            return _error(exc)
+        except Exception as exc:
+            _log.exception("REST /v1/rerank failed")
+            return _error(ServingError(Code.INTERNAL, f"rerank failed: {exc!r}"))
 
     # ------------------------------------------------------------------ OpenAI embeddings
     async def _handle_embeddings(self, request: web.Request) -> web.Response:

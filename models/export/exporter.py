@@ -274,7 +274,7 @@ def build_encoder_and_head(loader: Any, *, task: str) -> tuple[Any, Any, Any]:
         head = ClassificationHead(
             num_labels=len(config.id2label),
             hidden_size=config.hidden_size,
-            multi_label=config.problem_type == "multi_label_classification",
+            multi_label=_sigmoid_probabilities(config),
             inner_activation=family.classifier_activation,
         )
         targets.update(family.rename(head.checkpoint_variables(), family.classifier_renames))
@@ -499,7 +499,7 @@ def _model_card(
         "pooling_mode": loader.pooling_mode if task == contract.TASK_EMBEDDING else None,
         "normalize": loader.normalize if task == contract.TASK_EMBEDDING else None,
         "labels": list(model.id2label),
-        "multi_label": config.problem_type == "multi_label_classification",
+        "multi_label": _sigmoid_probabilities(config),
         "top_k": model.top_k if task == contract.TASK_FILL_MASK else None,
         "max_seq_length": model.tokenizer.max_seq_length,
         "length_buckets": list(model.tokenizer.length_buckets),
@@ -588,3 +588,10 @@ class _Steps:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _sigmoid_probabilities(config: Any) -> bool:
+    """Independent sigmoids for multi-label checkpoints and for a single logit: a softmax over
+    one logit is always 1, and sigmoid is what sentence-transformers' CrossEncoder applies to
+    one-logit (reranker) checkpoints."""
+    return config.problem_type == "multi_label_classification" or len(config.id2label) == 1
