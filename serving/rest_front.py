@@ -46,6 +46,7 @@ from google.protobuf import json_format
 from models import contract
 from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
 from serving.errors import Code, ServingError
+from serving.embedding_options import EmbeddingOptions
 from serving.health import health
 from serving.input_checks import InputChecks
 from serving.json_log import RejectedHttpFilter
@@ -356,6 +357,7 @@ class RestFront:
         try:
             doc = await self._read_json(request)
             ref, texts, encoding, dimensions = _embeddings_request(doc)
+            options = EmbeddingOptions.from_json(doc)
             inputs = self._text_inputs(texts)
         except ServingError as exc:  # the api counts what reaches it; count the rest
             model = doc.get("model") if isinstance(doc, dict) else None
@@ -391,6 +393,9 @@ class RestFront:
         else:
             result, tokens = await embed, 0
         vectors = np.asarray(result.outputs[contract.EMBEDDING], dtype=np.float32)
+        if options.normalize:
+            norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+            vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         data: list[dict[str, Any]] = []
         for index, vector in enumerate(vectors):
             embedding: Any = (
@@ -458,7 +463,7 @@ def _check_embedding_signature(signature: ServedSignature, model: str, dimension
         )
     shape = signature.outputs[contract.EMBEDDING].shape
     width = shape[-1] if shape else None
-    if dimensions is not None and dimensions != width:
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions != width):
         raise ServingError(
             Code.INVALID_ARGUMENT,
             f"model '{model}' returns {width}-dimensional embeddings; 'dimensions' cannot "
