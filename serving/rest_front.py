@@ -45,8 +45,8 @@ from google.protobuf import json_format
 
 from models import contract
 from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
-from serving.errors import Code, ServingError
 from serving.embedding_options import EmbeddingOptions
+from serving.errors import Code, ServingError
 from serving.health import health
 from serving.input_checks import InputChecks
 from serving.json_log import RejectedHttpFilter

@@ -7,6 +7,7 @@ tiny embedding model is served beside them to be refused.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from clients import AsyncRestClient, RerankResult, RestClient
 from tests.support.server_process import ServerProcess
 
 QUERY = "How do I bake bread at home?"
@@ -161,3 +163,16 @@ def test_rerank_refusals_are_json_errors(
     response = _rerank(http, **body)
     assert response.status_code == status, response.text
     assert fragment in response.json()["error"]
+
+
+def test_rest_clients_rerank_sync_and_async(server: ServerProcess, http: httpx.Client) -> None:
+    raw = _rerank(http, model="ce1", query=QUERY, documents=DOCUMENTS, top_n=3).json()
+    expected = [RerankResult(r["index"], r["relevance_score"]) for r in raw["results"]]
+    with RestClient(server.rest_url, model_name="ce1") as client:
+        assert client.rerank(QUERY, DOCUMENTS, top_n=3) == expected
+
+    async def run() -> list[RerankResult]:
+        async with AsyncRestClient(server.rest_url, model_name="ce1") as client:
+            return await client.rerank(QUERY, DOCUMENTS, top_n=3)
+
+    assert asyncio.run(run()) == expected
