@@ -9,7 +9,8 @@ from __future__ import annotations
 TASK_EMBEDDING = "embedding"
 TASK_CLASSIFICATION = "classification"
 TASK_FILL_MASK = "fill-mask"
-TASKS = (TASK_EMBEDDING, TASK_CLASSIFICATION, TASK_FILL_MASK)
+TASK_TOKEN_CLASSIFICATION = "token-classification"
+TASKS = (TASK_EMBEDDING, TASK_CLASSIFICATION, TASK_FILL_MASK, TASK_TOKEN_CLASSIFICATION)
 
 # --- Signatures ------------------------------------------------------------------------
 SERVING_DEFAULT = "serving_default"  # raw text -> task outputs
@@ -42,12 +43,48 @@ SEQUENCE_OUTPUT = "sequence_output"  # float32 [batch, seq, hidden]
 DEFAULT_OUTPUT = "default"  # = pooled_output (TF Hub convention)
 ENCODER_OUTPUTS = "encoder_outputs"  # float32 [layers, batch, seq, hidden]
 MLM_LOGITS = "mlm_logits"  # float32 [batch, positions, vocab]
+# Token classification: per token of the padded input (specials and padding included) ...
+TOKEN_LOGITS = "token_logits"  # float32 [batch, seq, num_labels]
+TOKEN_PROBABILITIES = "token_probabilities"  # float32 [batch, seq, num_labels] (softmax)
+TOKEN_LABELS = "token_labels"  # string [batch, seq]: id2label of the arg-max
+# ... and the entities transformers' pipeline("token-classification",
+# aggregation_strategy="simple") returns, padded to the most in any text of the batch.
+ENTITY_GROUPS = "entity_groups"  # string [batch, entities]; "" pads
+ENTITY_SCORES = "entity_scores"  # float32 [batch, entities]: mean token score; 0 pads
+ENTITY_STARTS = "entity_starts"  # int32 [batch, entities]: code-point offset; -1 pads
+ENTITY_ENDS = "entity_ends"  # int32 [batch, entities]: code-point offset (exclusive); -1 pads
+ENTITY_WORDS = "entity_words"  # string [batch, entities]: the tokens decoded; "" pads
 
 # --- Attributes on the SavedModel's root object --------------------------------------------
 ATTR_VOCAB_FILE = "vocab_file"  # tf.saved_model.Asset
 ATTR_DO_LOWER_CASE = "do_lower_case"  # bool tf.Variable
 ATTR_MAX_SEQ_LENGTH = "max_seq_length"  # int32 tf.Variable
 ATTR_LENGTH_BUCKETS = "length_buckets"  # int32 tf.Variable [n]
+# TF Hub's REUSABLE SavedModel attributes (tensorflow.org/hub/reusable_saved_models).
+ATTR_VARIABLES = "variables"  # every weight the callables read
+ATTR_TRAINABLE_VARIABLES = "trainable_variables"  # those fine-tuning may change
+ATTR_REGULARIZATION_LOSSES = "regularization_losses"  # zero-argument tf.functions (none here)
+# Encoder exports: the Hugging Face key of each entry of ``variables`` and whether it is stored
+# transposed (a zero-argument function), so fine-tuned weights can be written back as a
+# Hugging Face checkpoint.
+ATTR_CHECKPOINT_KEYS = "checkpoint_keys"
+
+# --- TF Hub Common SavedModel APIs for text (tensorflow.org/hub/common_saved_model_apis/text) --
+EXPORT_END_TO_END = "end-to-end"  # raw text -> task outputs; what TF Serving serves
+EXPORT_PREPROCESSING = "preprocessing"  # TF Hub preprocessor: text -> encoder inputs
+EXPORT_ENCODER = "encoder"  # TF Hub encoder: encoder inputs -> pooled/sequence outputs
+EXPORT_ENCODER_WITH_MLM = "encoder-with-mlm"  # the encoder plus its ``mlm`` subobject
+EXPORT_TYPES = (EXPORT_END_TO_END, EXPORT_PREPROCESSING, EXPORT_ENCODER, EXPORT_ENCODER_WITH_MLM)
+TFHUB_TOKENIZE = "tokenize"  # preprocessor.tokenize(text) -> ragged ids
+TFHUB_BERT_PACK_INPUTS = "bert_pack_inputs"  # preprocessor.bert_pack_inputs(segments, seq_length)
+TFHUB_SPECIAL_TOKENS_DICT = "get_special_tokens_dict"  # preprocessor.tokenize.<this>()
+TFHUB_DEFAULT_SEQ_LENGTH = 128  # the Common API's default seq_length
+# Keys of get_special_tokens_dict().
+VOCAB_SIZE = "vocab_size"
+PADDING_ID = "padding_id"
+START_OF_SEQUENCE_ID = "start_of_sequence_id"
+END_OF_SEGMENT_ID = "end_of_segment_id"
+MASK_ID = "mask_id"
 
 # --- Files inside an exported version directory ------------------------------------------
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"  # TF Serving's own name

@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 from tests.support.data import STSB_DIR  # noqa: E402
 
 TINY_ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
+TINY_TOKEN_ID2LABEL = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC", 5: "MISC"}
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +96,11 @@ def _write_tiny_checkpoint(
     torch.manual_seed(seed)
     model_class = {
         "masked_lm": transformers.BertForMaskedLM,
+        "pretraining": transformers.BertForPreTraining,
         "classification": transformers.BertForSequenceClassification,
         "base": transformers.BertModel,
+        "token_classification": transformers.BertForTokenClassification,
+        "question_answering": transformers.BertForQuestionAnswering,
     }[kind]
     model = model_class(config).eval()
     # Random init leaves LayerNorm at 1/0 and biases at 0; perturb them so a weight that is not
@@ -135,7 +139,9 @@ def _write_tiny_checkpoint(
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Factory: ``tiny_checkpoint(kind, weights_format=..., key_style=..., drop_keys=...)``.
 
-    ``kind``: ``masked_lm`` | ``classification`` (id2label negative/neutral/positive) | ``base``.
+    ``kind``: ``masked_lm`` | ``classification`` (id2label negative/neutral/positive) | ``base``
+    | ``token_classification`` (BIO labels PER/LOC and a bare MISC) | ``question_answering``
+    | ``pretraining`` (BertForPreTraining: MLM and NSP heads).
     ``weights_format``: ``safetensors`` | ``bin`` (pytorch_model.bin via torch.save).
     ``key_style``: ``default`` | ``gamma_beta`` | ``no_prefix`` | ``gamma_beta_no_prefix``.
     Checkpoints are cached for the session by their arguments.
@@ -160,7 +166,10 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
                 weights_format=weights_format,
                 key_style=key_style,
                 drop_keys=tuple(drop_keys),
-                id2label=TINY_ID2LABEL if kind == "classification" else None,
+                id2label={
+                    "classification": TINY_ID2LABEL,
+                    "token_classification": TINY_TOKEN_ID2LABEL,
+                }.get(kind),
                 problem_type=problem_type,
                 seed=seed,
             )

@@ -1,4 +1,4 @@
-"""The repository is self-contained: nothing in it reads a sibling directory (the supply cabinet)."""
+"""The repository is self-contained: nothing in it reads a sibling directory."""
 
 import subprocess
 

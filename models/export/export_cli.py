@@ -17,9 +17,11 @@ from models import contract
 
 _DESCRIPTION = """\
 Export a Hugging Face BERT-family checkpoint (config.json, vocab.txt, model.safetensors or
-pytorch_model.bin; sentence-transformers layouts honoured) as ONE SavedModel that takes raw
-strings: the tokenizer runs inside the graph, then the encoder and the task head. The result
-is served by TensorFlow Serving or textserve-server from BASE (the parent of VERSION).
+pytorch_model.bin; sentence-transformers layouts honoured), a Google TF1 BERT checkpoint
+(bert_config.json, bert_model.ckpt.*, vocab.txt) or a TF Model Garden TF2 one as ONE
+SavedModel that takes raw strings: the tokenizer runs inside the graph, then the encoder and
+the task head. The result is served by TensorFlow Serving or textserve-server from BASE (the
+parent of VERSION).
 
 The export is verified by default: the saved model is loaded back and must match the reference
 Hugging Face tokenizer token for token and the PyTorch model to 1e-5 (embeddings) / 1e-4
@@ -32,6 +34,9 @@ examples:
   textserve-export --checkpoint ./my-bert-sst2 --output exported/sst2/1 --task classification
   textserve-export --checkpoint ./bert-base-uncased --output exported/mlm/3 \\
       --task fill-mask --top-k 10
+  textserve-export --checkpoint ./uncased_L-12_H-768_A-12 --output exported/bert/1
+  textserve-export --checkpoint ./bert-base-uncased --output hub/encoder/1 \\
+      --export-type encoder-with-mlm                   # TF Hub encoder + encoder.mlm
 
 exit codes: 0 exported; 1 export or verification failed; 2 bad checkpoint, flags or output.
 """
@@ -47,13 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         metavar="DIR",
-        help="checkpoint directory (default: the bundled sentence-transformers/all-MiniLM-L6-v2)",
+        help="checkpoint directory or TF checkpoint prefix (default: the bundled "
+        "sentence-transformers/all-MiniLM-L6-v2)",
     )
     parser.add_argument(
         "--output",
         metavar="BASE/VERSION",
         required=True,
         help="version directory to create, e.g. exported/minilm/1 (VERSION: positive integer)",
+    )
+    parser.add_argument(
+        "--export-type",
+        choices=contract.EXPORT_TYPES,
+        default=contract.EXPORT_END_TO_END,
+        help="end-to-end (default): raw text -> task outputs, the one artifact TF Serving "
+        "serves. preprocessing / encoder / encoder-with-mlm: the halves of TF Hub's Common "
+        "SavedModel API for text (hub.load, hub.KerasLayer, fine-tuning); see docs/tfhub.md. "
+        "--max-seq-length is then the preprocessor's seq_length (default 128)",
     )
     parser.add_argument(
         "--task",
@@ -100,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite",
         action="store_true",
         help="replace an existing non-empty version directory",
+    )
+    parser.add_argument(
+        "--do-lower-case",
+        choices=("true", "false"),
+        help="TF checkpoints only: whether the model was trained on lowercased, accent-stripped "
+        "text (default: known from Google's release directory names, e.g. uncased_L-12_H-768_A-12"
+        "; required otherwise: a vocab.txt does not say)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     parser.add_argument(
@@ -153,10 +175,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             verify=not args.no_verify,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            do_lower_case=None if args.do_lower_case is None else args.do_lower_case == "true",
+            export_type=args.export_type,
         )
     except ModelError as exc:
         print(f"textserve-export: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if report.export_type != contract.EXPORT_END_TO_END:
+        checked = (
+            f"verified, max abs diff {report.max_abs_diff:.2g}"
+            if report.verified
+            else "NOT verified (--no-verify)"
+        )
+        print(
+            f"exported TF Hub {report.export_type} to {report.output} "
+            f"({report.weights_loaded} weights, {checked}, {report.seconds:.0f} s)"
+        )
+        return 0
     verified = (
         f"verified, max abs diff {report.max_abs_diff:.2g}"
         if report.verified

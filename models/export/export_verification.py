@@ -11,7 +11,6 @@ Three checks, all on the SAVED directory (what TF Serving will load, not the Pyt
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ TOLERANCES = {
     contract.TASK_EMBEDDING: 1e-5,
     contract.TASK_CLASSIFICATION: 1e-4,
     contract.TASK_FILL_MASK: 1e-4,
+    contract.TASK_TOKEN_CLASSIFICATION: 1e-4,
 }
 #: tensorflow-text ops and the tf-text release that introduced them (a TF Serving build must link
 #: at least that release). Ops not listed here are reported as "<= installed version".
@@ -38,23 +38,6 @@ TF_TEXT_OP_SINCE = {
 }
 _PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 _BATCH = 32
-
-
-@dataclasses.dataclass(frozen=True)
-class VerificationReport:
-    """Figures of a passed verification (they go into the model card)."""
-
-    token_texts: int
-    token_pairs: int
-    output_texts: int
-    max_abs_diff: float
-    tolerance: float
-    worst_text: str
-    ops: tuple[str, ...]
-    tf_text_ops: dict[str, str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def probe_pairs(texts: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -141,8 +124,11 @@ def check_output_parity(
             if second is not None:
                 feed[contract.TEXT_PAIR] = tf.constant(second)
             ours = signature(**feed)
-            key = contract.EMBEDDING if task == contract.TASK_EMBEDDING else contract.LOGITS
-            diffs = np.abs(ours[key].numpy() - expected[key]).max(axis=1)
+            if task == contract.TASK_TOKEN_CLASSIFICATION:
+                diffs = _token_diffs(ours, expected)
+            else:
+                key = contract.EMBEDDING if task == contract.TASK_EMBEDDING else contract.LOGITS
+                diffs = np.abs(ours[key].numpy() - expected[key]).max(axis=1)
             if task == contract.TASK_CLASSIFICATION and label_error is None:
                 try:
                     _check_labels(ours, expected[contract.LOGITS], id2label)
@@ -162,6 +148,20 @@ def check_output_parity(
     if label_error is not None:
         raise label_error
     return worst, worst_text
+
+
+def _token_diffs(ours: dict[str, Any], expected: dict[str, np.ndarray]) -> np.ndarray:
+    """Per text: max abs difference of the token logits over its real (unpadded) tokens."""
+    theirs = expected[contract.TOKEN_LOGITS]
+    logits = ours[contract.TOKEN_LOGITS].numpy()
+    mask = expected[contract.INPUT_MASK].astype(bool)
+    rows = []
+    for row in range(theirs.shape[0]):
+        n = int(mask[row].sum())
+        if logits.shape[1] < n:
+            return np.full(theirs.shape[0], np.inf)  # fewer tokens than the reference
+        rows.append(float(np.abs(logits[row, :n] - theirs[row, :n]).max()))
+    return np.asarray(rows)
 
 
 def _fill_mask_diffs(loaded: Any, expected: dict[str, np.ndarray], mask_id: int) -> np.ndarray:

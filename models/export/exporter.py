@@ -5,6 +5,7 @@ The library behind ``textserve-export`` (see :func:`export_model`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -31,6 +32,7 @@ WARMUP_BATCH_SIZES = (1, 8, 32)
 # Output parity on pairs runs on this many of them (every pair gets token parity): pairs add
 # the type-id path, which a few dozen long and short pairs exercise fully.
 _OUTPUT_PAIRS = 64
+_LABELLED_TASKS = (contract.TASK_CLASSIFICATION, contract.TASK_TOKEN_CLASSIFICATION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ExportReport:
     max_abs_diff: float | None
     tf_text_ops: dict[str, str]
     seconds: float
+    export_type: str = contract.EXPORT_END_TO_END
 
 
 def export_model(
@@ -66,10 +69,21 @@ def export_model(
     verify: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    do_lower_case: bool | None = None,
+    export_type: str = contract.EXPORT_END_TO_END,
 ) -> ExportReport:
     """Export ``checkpoint`` to ``output`` (``BASE/VERSION``, TF Serving's layout).
 
-    ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. ``task``
+    ``export_type``: ``end-to-end`` (the default: raw text -> task outputs, what TF Serving
+    serves) or one half of TF Hub's Common SavedModel API for text: ``preprocessing``,
+    ``encoder``, ``encoder-with-mlm`` (see :func:`models.export.tfhub_exporter.export_tfhub`;
+    ``max_seq_length`` is then the preprocessor's ``seq_length``, default 128, and the
+    end-to-end options ``task``, ``length_buckets``, ``jit_compile`` and ``top_k`` are refused).
+
+    ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. A Google
+    TF1 BERT or TF Model Garden TF2 checkpoint is converted first (see
+    :mod:`models.loading.tf_checkpoint`); ``do_lower_case`` is its tokenizer's lowercasing when
+    the checkpoint cannot tell. ``task``
     defaults to the checkpoint's own (sentence-transformers and BertModel -> embedding,
     ``*ForSequenceClassification`` -> classification, ``*ForMaskedLM`` -> fill-mask).
     ``max_seq_length`` defaults to sentence_bert_config.json's, else the config's
@@ -89,6 +103,29 @@ def export_model(
 
         report = export_model(checkpoint=None, output="exported/minilm/1")
     """
+    if export_type != contract.EXPORT_END_TO_END:
+        if export_type not in contract.EXPORT_TYPES:
+            raise ExportConfigError(
+                f"--export-type must be one of {', '.join(contract.EXPORT_TYPES)}, not "
+                f"{export_type!r}"
+            )
+        if task is not None or length_buckets is not None or jit_compile or top_k != 5:
+            raise ExportConfigError(
+                f"--task, --length-buckets, --jit-compile and --top-k apply to end-to-end "
+                f"exports only, not to --export-type {export_type}"
+            )
+        from models.export.tfhub_exporter import export_tfhub
+
+        return export_tfhub(
+            checkpoint=checkpoint,
+            output=output,
+            export_type=export_type,
+            max_seq_length=max_seq_length,
+            verify=verify,
+            overwrite=overwrite,
+            progress=progress,
+            do_lower_case=do_lower_case,
+        )
     started = time.monotonic()
     output = Path(output).expanduser().absolute()
     _check_output(output, overwrite=overwrite)
@@ -98,15 +135,24 @@ def export_model(
         raise ExportConfigError(f"--top-k must be at least 1, not {top_k}")
 
     from models.bundled import bundled_checkpoint
+    from models.loading import open_checkpoint
     from models.loading.checkpoint_loader import CheckpointLoader
+    from models.loading.task_guard import checkpoint_task
 
-    with _Steps(progress) as steps:
+    with _Steps(progress) as steps, contextlib.ExitStack() as stack:
         steps.start("reading checkpoint")
-        loader = CheckpointLoader(bundled_checkpoint() if checkpoint is None else checkpoint)
-        task = task or loader.default_task()
+        opened = stack.enter_context(
+            open_checkpoint(
+                bundled_checkpoint() if checkpoint is None else checkpoint,
+                do_lower_case=do_lower_case,
+            )
+        )
+        loader = CheckpointLoader(opened.model_dir)
+        task = checkpoint_task(loader, task)
+        opened.check_task(task)
         seq_length = _max_seq_length(loader, max_seq_length)
-        if task == contract.TASK_CLASSIFICATION and not loader.config.id2label:
-            raise ExportConfigError("a classification export needs num_labels/id2label in config")
+        if task in _LABELLED_TASKS and not loader.config.id2label:
+            raise ExportConfigError(f"a {task} export needs num_labels/id2label in config")
 
         steps.start("building model and loading weights")
         model, load_report = _build(
@@ -146,6 +192,7 @@ def export_model(
                 verification=verification,
                 jit_compile=jit_compile,
             )
+            card["source"].update(opened.card_fields())
             (staging / contract.MODEL_CARD_FILE).write_text(
                 json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
@@ -157,7 +204,7 @@ def export_model(
 
     return ExportReport(
         output=output,
-        checkpoint=loader.checkpoint_dir,
+        checkpoint=opened.source,
         task=task,
         max_seq_length=seq_length,
         length_buckets=tuple(model.tokenizer.length_buckets),
@@ -200,24 +247,25 @@ def _max_seq_length(loader: Any, requested: int | None) -> int:
     return int(requested)
 
 
-def _build(
-    loader: Any,
-    *,
-    task: str,
-    max_seq_length: int,
-    length_buckets: Sequence[int] | Literal["default"] | None,
-    top_k: int,
-    jit_compile: bool,
-) -> tuple[Any, Any]:
-    from models.bert.bert_encoder import BertEncoder
-    from models.export.text_model import TextModel
+def build_encoder_and_head(loader: Any, *, task: str) -> tuple[Any, Any, Any]:
+    """(encoder, task head, load report) for ``loader``'s family, weights loaded strictly.
+
+    The heads follow each family's Hugging Face task classes (see :mod:`models.family`).
+    """
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
     from models.layers.sentence_embedding_head import SentenceEmbeddingHead
-    from models.tokenizers import text_tokenizer_from_checkpoint
+    from models.layers.token_classification_head import TokenClassificationHead
 
-    config = loader.config
-    encoder = BertEncoder(**config.encoder_kwargs(use_pooler=loader.has_pooler))
+    config, family = loader.config, loader.family
+    # RoBERTa & co. classify the first token's state, which the encoder's pooled_output is
+    # when it has no pooler.
+    first_token_classifier = (
+        task == contract.TASK_CLASSIFICATION and family.classifier_activation is not None
+    )
+    encoder = family.encoder_class(
+        **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier)
+    )
     targets = dict(encoder.checkpoint_variables())
     head: Any
     if task == contract.TASK_EMBEDDING:
@@ -227,18 +275,44 @@ def _build(
             num_labels=len(config.id2label),
             hidden_size=config.hidden_size,
             multi_label=config.problem_type == "multi_label_classification",
+            inner_activation=family.classifier_activation,
+        )
+        targets.update(family.rename(head.checkpoint_variables(), family.classifier_renames))
+    elif task == contract.TASK_TOKEN_CLASSIFICATION:
+        # Every family's *ForTokenClassification: one `classifier` on every token's state.
+        head = TokenClassificationHead(
+            num_labels=len(config.id2label), hidden_size=config.hidden_size
         )
         targets.update(head.checkpoint_variables())
     else:
         head = MaskedLMHead(
             vocab_size=config.vocab_size,
             hidden_size=config.hidden_size,
-            hidden_act=config.hidden_act,
+            hidden_act=family.mlm_activation or config.hidden_act,
             layer_norm_epsilon=config.layer_norm_eps,
             token_embedding=encoder.word_embeddings if loader.decoder_is_tied else None,
+            embedding_size=getattr(config, "embedding_size", None)
+            if family.mlm_to_embedding_size
+            else None,
         )
-        targets.update(head.checkpoint_variables())
-    load_report = loader.assign(targets, task=task)
+        targets.update(family.rename(head.checkpoint_variables(), family.mlm_renames))
+    return encoder, head, loader.assign(targets, task=task)
+
+
+def _build(
+    loader: Any,
+    *,
+    task: str,
+    max_seq_length: int,
+    length_buckets: Sequence[int] | Literal["default"] | None,
+    top_k: int,
+    jit_compile: bool,
+) -> tuple[Any, Any]:
+    from models.export.text_model import TextModel
+    from models.tokenizers import text_tokenizer_from_checkpoint
+
+    config = loader.config
+    encoder, head, load_report = build_encoder_and_head(loader, task=task)
     # The tokenizer takes seconds to derive; a checkpoint that cannot load fails before that.
     try:
         pad_to_longest = length_buckets is None and not jit_compile
@@ -266,7 +340,7 @@ def _build(
             encoder=encoder,
             task=task,
             head=head,
-            id2label=config.id2label if task == contract.TASK_CLASSIFICATION else (),
+            id2label=config.id2label if task in _LABELLED_TASKS else (),
             top_k=top_k,
             jit_compile=jit_compile,
         )
@@ -363,9 +437,11 @@ def _verify(
     token_texts = check_token_parity(loaded, reference, texts)
     token_pairs = check_token_parity(loaded, reference, firsts, pairs=seconds)
     if task == contract.TASK_FILL_MASK:
-        # Fill-mask needs [MASK]s: one inside every probe text, a second in every other one.
+        # Fill-mask needs masks: one inside every probe text, a second in every other one
+        # (written the family's way: [MASK], <mask>).
+        mask = reference.tokenizer.mask_token
         texts = [
-            f"{t[: len(t) // 2]} [MASK] {t[len(t) // 2 :]}" + (" [MASK]." if i % 2 else "")
+            f"{t[: len(t) // 2]} {mask} {t[len(t) // 2 :]}" + (f" {mask}." if i % 2 else "")
             for i, t in enumerate(texts)
         ]
     steps.start("verifying outputs against PyTorch", total=len(texts) + _OUTPUT_PAIRS)
@@ -407,7 +483,7 @@ def _model_card(
     config = loader.config
     if task == contract.TASK_EMBEDDING:
         output_dim = config.hidden_size
-    elif task == contract.TASK_CLASSIFICATION:
+    elif task in _LABELLED_TASKS:
         output_dim = len(config.id2label)
     else:
         output_dim = config.vocab_size

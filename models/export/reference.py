@@ -58,6 +58,7 @@ class TorchReference:
             contract.TASK_EMBEDDING: transformers.AutoModel,
             contract.TASK_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
             contract.TASK_FILL_MASK: transformers.AutoModelForMaskedLM,
+            contract.TASK_TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
         }[task]
         self.model = model_class.from_pretrained(str(model_dir)).eval()
 
@@ -86,27 +87,35 @@ class TorchReference:
             truncation=True,
             max_length=self.max_seq_length,
         )
-        return [
-            (list(ids), list(types))
-            for ids, types in zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)
-        ]
+        # RoBERTa's, DistilBERT's and MPNet's tokenizers emit no type ids: their models see
+        # segment 0 everywhere, which is what an exported tokenizer must then emit.
+        types = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
+        return [(list(i), list(t)) for i, t in zip(encoded["input_ids"], types, strict=True)]
 
     def outputs(
         self, texts: Sequence[str], pairs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """``embedding``; ``logits``; or ``mlm_logits`` [batch, seq, vocab] and the inputs."""
+        """``embedding``; ``logits``; ``token_logits`` [batch, seq, labels] and the mask; or
+        ``mlm_logits`` [batch, seq, vocab] and the inputs."""
         torch = self._torch
         batch = self.encode_batch(texts, pairs)
         with torch.inference_mode():
             result = self.model(**batch)
         if self.task == contract.TASK_CLASSIFICATION:
             return {contract.LOGITS: result.logits.numpy()}
+        if self.task == contract.TASK_TOKEN_CLASSIFICATION:
+            return {
+                contract.TOKEN_LOGITS: result.logits.numpy(),
+                contract.INPUT_MASK: batch["attention_mask"].numpy(),
+            }
         if self.task == contract.TASK_FILL_MASK:
             return {
                 contract.MLM_LOGITS: result.logits.numpy(),
                 contract.INPUT_WORD_IDS: batch["input_ids"].numpy(),
                 contract.INPUT_MASK: batch["attention_mask"].numpy(),
-                contract.INPUT_TYPE_IDS: batch["token_type_ids"].numpy(),
+                contract.INPUT_TYPE_IDS: batch.get(
+                    "token_type_ids", torch.zeros_like(batch["input_ids"])
+                ).numpy(),
             }
         hidden = result.last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

@@ -9,9 +9,11 @@ import tensorflow as tf
 
 from models import contract
 from models.bert.bert_encoder import BertEncoder
+from models.export.tfhub_reusable_module import TfHubReusableModule
 from models.layers.classification_head import ClassificationHead
 from models.layers.masked_lm_head import MaskedLMHead
 from models.layers.sentence_embedding_head import SentenceEmbeddingHead
+from models.layers.token_classification_head import TokenClassificationHead
 from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
 
 _IDS_SPECS = (
@@ -24,7 +26,7 @@ _TEXT_PAIR_SPEC = tf.TensorSpec([None], tf.string, name=contract.TEXT_PAIR)
 _POSITIONS_SPEC = tf.TensorSpec([None, None], tf.int32, name=contract.MASKED_LM_POSITIONS)
 
 
-class TextModel(tf.Module):
+class TextModel(TfHubReusableModule):
     """Raw strings in, task outputs out: what ``tf.saved_model.save`` writes.
 
     Signatures (names from :mod:`models.contract`, see :meth:`signatures`):
@@ -35,7 +37,13 @@ class TextModel(tf.Module):
       ``encoder_outputs`` ``[layers, batch, seq, hidden]``;
     - ``mlm`` (fill-mask only): the three + ``masked_lm_positions`` -> ``mlm_logits``.
 
-    Task outputs: ``embedding``; ``logits``, ``probabilities``, ``labels``; or, for fill-mask,
+    The loaded object is also callable (``model(text)`` = ``serving_default``) and carries TF
+    Hub's REUSABLE attributes (``variables``, ``trainable_variables``: the encoder's and head's
+    weights; ``regularization_losses``: none), so ``hub.load`` / ``hub.KerasLayer`` accept it.
+
+    Task outputs: ``embedding``; ``logits``, ``probabilities``, ``labels``; for token
+    classification ``token_logits``/``token_probabilities`` ``[batch, seq, labels]`` and
+    ``token_labels`` ``[batch, seq]`` (every position of the padded input); or, for fill-mask,
     ``top_k_tokens``/``top_k_ids``/``top_k_scores`` ``[batch, masks, k]`` and ``mask_positions``
     ``[batch, masks]`` for each [MASK] of each text (``masks`` = the most in any text of the
     batch; rows with fewer masks are padded with position -1, id -1, token "" and score 0).
@@ -56,7 +64,7 @@ class TextModel(tf.Module):
         tokenizer: BertTextTokenizer,
         encoder: BertEncoder,
         task: str,
-        head: SentenceEmbeddingHead | ClassificationHead | MaskedLMHead,
+        head: SentenceEmbeddingHead | ClassificationHead | MaskedLMHead | TokenClassificationHead,
         id2label: Sequence[str] = (),
         top_k: int = 5,
         jit_compile: bool = False,
@@ -64,8 +72,11 @@ class TextModel(tf.Module):
         super().__init__(name="text_model")
         if task not in contract.TASKS:
             raise ValueError(f"task must be one of {contract.TASKS}, not {task!r}")
-        if task == contract.TASK_CLASSIFICATION and not id2label:
-            raise ValueError("a classification model needs id2label")
+        if (
+            task in (contract.TASK_CLASSIFICATION, contract.TASK_TOKEN_CLASSIFICATION)
+            and not id2label
+        ):
+            raise ValueError(f"a {task} model needs id2label")
         if task == contract.TASK_FILL_MASK and not 1 <= top_k <= tokenizer.vocab_size:
             raise ValueError(f"top_k must lie in [1, {tokenizer.vocab_size}], not {top_k}")
         self.task = task
@@ -104,6 +115,8 @@ class TextModel(tf.Module):
                 ),
                 default_value="",
             )
+        weights = {id(w): w for w in [*encoder.weights, *head.weights]}
+        self.set_reusable_weights(trainable=list(weights.values()))
         # autograph=False everywhere: nothing here branches on tensors, and autograph's source
         # conversion of the tokenizer and Keras code costs ~10 s per trace.
         self._run_encoder = tf.function(
@@ -148,6 +161,11 @@ class TextModel(tf.Module):
             best = tf.argmax(outputs[contract.LOGITS], axis=-1, output_type=tf.int32)
             outputs[contract.LABELS] = tf.gather(tf.constant(self.id2label, tf.string), best)
             return outputs
+        if self.task == contract.TASK_TOKEN_CLASSIFICATION:
+            outputs = dict(self.head(encoded[contract.SEQUENCE_OUTPUT]))
+            best = tf.argmax(outputs[contract.TOKEN_LOGITS], axis=-1, output_type=tf.int32)
+            outputs[contract.TOKEN_LABELS] = tf.gather(tf.constant(self.id2label, tf.string), best)
+            return outputs
         return self._fill_mask(inputs[contract.INPUT_WORD_IDS], encoded[contract.SEQUENCE_OUTPUT])
 
     def _fill_mask(self, word_ids: tf.Tensor, sequence_output: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -173,6 +191,11 @@ class TextModel(tf.Module):
         }
 
     # --- signatures ---------------------------------------------------------------------------
+    @tf.function(autograph=False, input_signature=[_TEXT_SPEC])
+    def __call__(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The callable root: ``serving_default`` (calls its trace rather than re-tracing)."""
+        return self.serve_text(text)
+
     @tf.function(autograph=False, input_signature=[_TEXT_SPEC])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         return self.task_outputs(self.preprocess(text))

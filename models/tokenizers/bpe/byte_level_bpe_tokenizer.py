@@ -1,0 +1,361 @@
+"""The in-graph byte-level BPE tokenizer (GPT-2, RoBERTa): raw strings in, ids out, exact against
+the reference (the checkpoint's Hugging Face fast tokenizer).
+
+Built only from TensorFlow core ops and tensorflow-text's RE2 split, so it saves inside a
+SavedModel and runs in TF Serving. Pipeline for one text (all vectorized over the batch)::
+
+    added tokens ("<s>", "<mask>", ...) split off the raw text      (regex_split, leftmost-longest)
+    ByteLevel: optional prefix space; each character -> its regex class (derived from the
+      reference per code point); the GPT-2 regex on the class string  (regex_split, RE2)
+    each word's UTF-8 bytes -> initial symbols (byte-level alphabet)   (integer arithmetic)
+    BPE: per step, every word merges all occurrences of its lowest-ranked pair, left to right
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from models.tokenizers.bpe.byte_level_bpe_tables import (
+    CONTRACTION_CHARS,
+    LETTER,
+    NUMBER,
+    OTHER,
+    WHITESPACE,
+    AddedToken,
+    ByteLevelBpeTables,
+)
+from models.tokenizers.text_tokenizer import TextTokenizer
+
+# Whitespace classes the graph refines by looking at the next character (RE2 has no lookahead):
+# a run's last character before a non-space is _SPACE_BEFORE_WORD when it is U+0020 (it joins
+# the following " ?X+" piece) and _LONE_SPACE otherwise; the rest of a run stays WHITESPACE.
+_SPACE_BEFORE_WORD, _LONE_SPACE = ord("P"), ord("Q")
+# The GPT-2 regex rewritten over class letters: "\s+(?!\S)" became W+ and the trailing single
+# space of a run P or Q, so that RE2's leftmost-first alternation splits exactly like Oniguruma.
+_WORD_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|P?[a-z]+|P?0+|P?[!']+|W+|[PQ]"
+# Stands in for an added token while the rest of its text is pre-tokenized: one byte, one word.
+_PLACEHOLDER = "!"
+_NO_RANK = tf.int32.max
+_UTF8_LEAD_MASK = (0, 0x7F, 0x1F, 0x0F, 0x07)  # by sequence length
+_UTF8_LEAD_PREFIX = (0, 0x00, 0xC0, 0xE0, 0xF0)
+
+
+class ByteLevelBpeTokenizer(TextTokenizer):
+    """Tokenizes raw strings with byte-level BPE exactly like the checkpoint's fast tokenizer.
+
+    Works eagerly and inside ``tf.function``; saves as part of any ``tf.Module`` and loads with
+    plain ``tf.saved_model.load`` once ``tensorflow_text`` is imported. Never jit-compile it:
+    XLA does not compile string ops.
+
+    Example::
+
+        tokenizer = ByteLevelBpeTokenizer.from_checkpoint(path, max_seq_length=128)
+        tokenizer.tokenize(tf.constant(["Hello world"]))  # [[ids of "Hello", "Ġworld"]]
+        tokenizer(tf.constant(["Hello world"]))  # <s> Hello Ġworld </s>, padded (RoBERTa)
+
+    Literal added tokens in user text ("<mask>", "</s>", ...) become their ids as in the
+    reference, including ``lstrip``/``rstrip`` (RoBERTa's "<mask>" swallows the space before it).
+    """
+
+    def __init__(
+        self,
+        tables: ByteLevelBpeTables,
+        *,
+        max_seq_length: int,
+        length_buckets: Sequence[int] | None = None,
+        pad_to_longest: bool = False,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            template=tables.template,
+            vocab_size=tables.id_space,
+            pad_id=tables.token_id(tables.pad_token),
+            mask_id=tables.token_id(tables.mask_token),
+            unk_id=None if tables.unk_token is None else tables.token_id(tables.unk_token),
+            max_seq_length=max_seq_length,
+            length_buckets=length_buckets,
+            pad_to_longest=pad_to_longest,
+            vocab_file=tables.write_vocab_file(),
+            name=name,
+        )
+        self._tables = tables
+        self.add_prefix_space = tables.add_prefix_space
+        self.use_regex = tables.use_regex
+        self._id_space = tables.id_space
+
+        classes = bytearray(tables.char_classes)
+        # The regex's contractions need the actual characters (they are letters or "other").
+        for char in CONTRACTION_CHARS:
+            classes[ord(char)] = ord(char)
+        self._char_classes = tf.constant(list(classes), tf.int32)
+        self._byte_ids = tf.constant(tables.byte_ids, tf.int32)
+        self._drops_bytes = min(tables.byte_ids) < 0
+
+        merges = tables.merges
+        self._merge_ranks = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant([left * self._id_space + right for left, right, _, _ in merges]
+                            or [-1], tf.int64),
+                tf.constant([rank for _, _, _, rank in merges] or [_NO_RANK], tf.int32),
+            ),
+            default_value=_NO_RANK,
+        )
+        merged_by_rank = [-1] * (max((rank for *_, rank in merges), default=0) + 1)
+        for _, _, merged, rank in merges:
+            merged_by_rank[rank] = merged
+        self._merged_by_rank = tf.constant(merged_by_rank, tf.int32)
+
+        # Two passes as in the reference: tokens matched in the raw text, then "normalized"
+        # ones in the text pieces left. Each pass recognizes only its own tokens: a text piece of
+        # the first pass may well be a second-pass token with spaces around it.
+        whitespace = _re2_class(tables.strip_whitespace or " ")
+        self._strip_pattern = f"^{whitespace}+|{whitespace}+$"
+        self._added_patterns: list[str] = []
+        self._added_id_tables: list[tf.lookup.StaticHashTable] = []
+        for normalized in (False, True):
+            tokens = [token for token in tables.added_tokens if token.normalized == normalized]
+            if tokens:
+                self._added_patterns.append(_added_token_pattern(tokens, tables.strip_whitespace))
+                self._added_id_tables.append(
+                    tf.lookup.StaticHashTable(
+                        tf.lookup.KeyValueTensorInitializer(
+                            tf.constant([token.content.encode() for token in tokens], tf.string),
+                            tf.constant([token.id for token in tokens], tf.int32),
+                        ),
+                        default_value=-1,
+                    )
+                )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint_dir: str | os.PathLike[str],
+        *,
+        max_seq_length: int,
+        length_buckets: Sequence[int] | None = None,
+        pad_to_longest: bool = False,
+    ) -> ByteLevelBpeTokenizer:
+        """Builds the tokenizer from a Hugging Face checkpoint directory's tokenizer files.
+
+        Derives its tables from ``transformers.AutoTokenizer.from_pretrained(checkpoint_dir)``
+        (offline, ~5 s for the character classes, once per process). Raises
+        ``UnsupportedTokenizerError`` for a reference it cannot reproduce exactly.
+        """
+        return cls(
+            ByteLevelBpeTables.from_checkpoint(checkpoint_dir),
+            max_seq_length=max_seq_length,
+            length_buckets=length_buckets,
+            pad_to_longest=pad_to_longest,
+        )
+
+    def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """[batch] strings -> (flat int32 ids, int64 row splits [batch + 1]), without special
+        tokens or truncation."""
+        pieces = tf.RaggedTensor.from_tensor(text[:, tf.newaxis])
+        if not self._added_patterns:
+            pieces = tf.ragged.boolean_mask(pieces, pieces != "")
+        piece_token = tf.fill(tf.shape(pieces.flat_values), -1)
+        for pattern, ids in zip(self._added_patterns, self._added_id_tables, strict=True):
+            pieces, piece_token = self._split_added(pieces, piece_token, pattern, ids)
+        symbols, symbol_word, word_piece = self._initial_symbols(pieces.flat_values, piece_token)
+        ids, symbol_word = self._merge(symbols, symbol_word)
+        symbol_text = tf.gather(tf.gather(pieces.value_rowids(), word_piece), symbol_word)
+        ragged = tf.RaggedTensor.from_value_rowids(
+            ids, symbol_text, nrows=tf.shape(text, out_type=tf.int64)[0], validate=False
+        )
+        return ragged.flat_values, ragged.row_splits
+
+    def _split_added(
+        self,
+        pieces: tf.RaggedTensor,
+        piece_token: tf.Tensor,
+        pattern: str,
+        token_ids: tf.lookup.StaticHashTable,
+    ) -> tuple[tf.RaggedTensor, tf.Tensor]:
+        """Splits the text pieces of [batch, (pieces)] on one pass's added tokens; returns the
+        new pieces and each one's token id (-1: text). Empty pieces are dropped, as the
+        reference drops them (an empty text has no pieces at all)."""
+        flat = pieces.flat_values
+        is_token = piece_token >= 0
+        # tensorflow-text's split stops at a NUL byte; a 1-byte stand-in keeps every offset
+        # (no added token holds either byte, checked by the tables), and the pieces are then
+        # cut from the original strings.
+        searched = tf.strings.regex_replace(tf.where(is_token, "", flat), "\\x00", "\x01")
+        _, starts, ends = tf_text.regex_split_with_offsets(
+            searched, delim_regex_pattern=pattern, keep_delim_regex_pattern=pattern
+        )
+        split = tf.strings.substr(
+            tf.gather(flat, starts.value_rowids()),
+            starts.flat_values,
+            ends.flat_values - starts.flat_values,
+        )
+        # A piece of this pass's split is a token exactly when it matched the pattern, and then
+        # it is the token with its swallowed whitespace; a text piece holds none of this pass's
+        # tokens whole.
+        split_token = token_ids.lookup(tf.strings.regex_replace(split, self._strip_pattern, ""))
+        split_rows = starts.row_splits
+        kept_rows = tf.concat([[0], tf.cumsum(tf.cast(is_token, tf.int64))], axis=0)
+        # Each old piece becomes either its split (text) or itself (an earlier token).
+        pieces_out = tf.concat(
+            [
+                tf.RaggedTensor.from_row_splits(split, split_rows, validate=False),
+                tf.RaggedTensor.from_row_splits(tf.boolean_mask(flat, is_token), kept_rows),
+            ],
+            axis=1,
+        )
+        tokens_out = tf.concat(
+            [
+                tf.RaggedTensor.from_row_splits(split_token, split_rows, validate=False),
+                tf.RaggedTensor.from_row_splits(tf.boolean_mask(piece_token, is_token), kept_rows),
+            ],
+            axis=1,
+        )
+        regrouped = tf.RaggedTensor.from_row_splits(pieces_out, pieces.row_splits, validate=False)
+        return regrouped.merge_dims(1, 2), tokens_out.flat_values
+
+    def _initial_symbols(
+        self, pieces: tf.Tensor, piece_token: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Pieces -> (initial symbol ids, word of each symbol, piece of each word)."""
+        is_text = piece_token < 0
+        pieces = tf.where(is_text, pieces, _PLACEHOLDER)
+        if self.add_prefix_space:
+            needs_space = is_text & (tf.strings.substr(pieces, 0, 1) != " ")
+            pieces = tf.where(needs_space, tf.strings.join([" ", pieces]), pieces)
+        # Invalid UTF-8 is read as U+FFFD (the reference only ever sees valid text).
+        chars = tf.strings.unicode_decode(pieces, "UTF-8", errors="replace")
+        code_points = chars.flat_values
+        if self.use_regex:
+            words = self._split_words(chars)
+            word_char_splits = tf.concat(
+                [
+                    tf.gather(chars.row_splits, words.value_rowids()) + words.flat_values,
+                    tf.shape(code_points, out_type=tf.int64),
+                ],
+                axis=0,
+            )
+            word_piece = words.value_rowids()
+        else:
+            word_char_splits = chars.row_splits
+            word_piece = tf.range(tf.size(pieces, out_type=tf.int64))
+
+        utf8_bytes, char_byte_splits = _utf8_bytes(code_points)
+        word_byte_splits = tf.gather(char_byte_splits, word_char_splits)
+        symbols = tf.gather(self._byte_ids, utf8_bytes)
+        symbol_word = tf.RaggedTensor.from_row_splits(
+            utf8_bytes, word_byte_splits, validate=False
+        ).value_rowids()
+        symbol_token = tf.gather(tf.gather(piece_token, word_piece), symbol_word)
+        symbols = tf.where(symbol_token >= 0, symbol_token, symbols)
+        if self._drops_bytes:
+            # Bytes whose character is not in the vocabulary (and no unk token): dropped.
+            known = symbols >= 0
+            symbols = tf.boolean_mask(symbols, known)
+            symbol_word = tf.boolean_mask(symbol_word, known)
+        return symbols, symbol_word, word_piece
+
+    def _split_words(self, chars: tf.RaggedTensor) -> tf.RaggedTensor:
+        """[pieces, (chars)] code points -> [pieces, (words)] char offset where each word starts."""
+        code_points = chars.flat_values
+        classes = tf.gather(self._char_classes, code_points)
+        is_space = classes == WHITESPACE[0]
+        rows = chars.value_rowids()
+        next_in_row = tf.concat([rows[1:] == rows[:-1], [False]], axis=0)
+        next_is_space = tf.concat([is_space[1:], [False]], axis=0)
+        run_goes_on = ~next_in_row | next_is_space  # "\s+(?!\S)" may take this character
+        classes = tf.where(
+            is_space & ~run_goes_on,
+            tf.where(code_points == ord(" "), _SPACE_BEFORE_WORD, _LONE_SPACE),
+            classes,
+        )
+        class_strings = tf.strings.unicode_encode(chars.with_flat_values(classes), "UTF-8")
+        # One byte per class letter: byte offsets in the class string are character offsets.
+        _, starts, _ = tf_text.regex_split_with_offsets(
+            class_strings, delim_regex_pattern=_WORD_PATTERN, keep_delim_regex_pattern=_WORD_PATTERN
+        )
+        return starts
+
+    def _merge(self, symbols: tf.Tensor, symbol_word: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """BPE over every word at once: each step merges, in every word, all non-overlapping
+        occurrences (left to right) of that word's lowest-ranked pair; stops when no word has a
+        mergeable pair. With merges in creation order (checked by the tables) this is the
+        reference's heap order, (rank, position)."""
+        num_words = tf.reduce_max(tf.concat([symbol_word, [-1]], axis=0)) + 1
+
+        def step(ids: tf.Tensor, words: tf.Tensor, _: tf.Tensor):
+            same_word = words[:-1] == words[1:]
+            keys = tf.cast(ids[:-1], tf.int64) * self._id_space + tf.cast(ids[1:], tf.int64)
+            ranks = tf.where(same_word, self._merge_ranks.lookup(keys), _NO_RANK)
+            lowest = tf.math.unsorted_segment_min(ranks, words[:-1], num_words)
+            candidate = (ranks == tf.gather(lowest, words[:-1])) & (ranks < _NO_RANK)
+            # Adjacent candidates are the same pair "x x" overlapping: take every other one from
+            # the start of each run, as merging left to right does.
+            previous = tf.concat([[False], candidate[:-1]], axis=0)
+            run_start = candidate & ~previous
+            positions = tf.range(tf.size(candidate, out_type=tf.int64))
+            starts = tf.boolean_mask(positions, run_start)
+            run = tf.maximum(tf.cumsum(tf.cast(run_start, tf.int64)) - 1, 0)
+            offset = positions - tf.gather(tf.concat([starts, [0]], axis=0), run)
+            selected = candidate & (offset % 2 == 0)
+            merged = tf.gather(self._merged_by_rank, tf.where(selected, ranks, 0))
+            ids = tf.where(tf.concat([selected, [False]], axis=0), tf.concat([merged, [0]], 0), ids)
+            keep = ~tf.concat([[False], selected], axis=0)
+            return tf.boolean_mask(ids, keep), tf.boolean_mask(words, keep), tf.reduce_any(candidate)
+
+        ids, words, _ = tf.while_loop(
+            lambda ids, words, go: go,
+            step,
+            (symbols, symbol_word, tf.size(symbols) > 1),
+            shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
+        )
+        return ids, words
+
+
+def _utf8_bytes(code_points: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Code points -> (their UTF-8 bytes as int32, byte offset of each character + the end)."""
+    lengths = (
+        1
+        + tf.cast(code_points >= 0x80, tf.int32)
+        + tf.cast(code_points >= 0x800, tf.int32)
+        + tf.cast(code_points >= 0x10000, tf.int32)
+    )
+    char_splits = tf.concat([[0], tf.cumsum(tf.cast(lengths, tf.int64))], axis=0)
+    char_of_byte = tf.repeat(tf.range(tf.size(code_points, out_type=tf.int64)), lengths)
+    index = tf.cast(tf.range(char_splits[-1]) - tf.gather(char_splits, char_of_byte), tf.int32)
+    code_point = tf.gather(code_points, char_of_byte)
+    length = tf.gather(lengths, char_of_byte)
+    lead = index == 0
+    payload = tf.bitwise.bitwise_and(
+        tf.bitwise.right_shift(code_point, 6 * (length - 1 - index)),
+        tf.where(lead, tf.gather(_UTF8_LEAD_MASK, length), 0x3F),
+    )
+    prefix = tf.where(lead, tf.gather(_UTF8_LEAD_PREFIX, length), 0x80)
+    return tf.bitwise.bitwise_or(payload, prefix), char_splits
+
+
+def _added_token_pattern(tokens: list[AddedToken], whitespace: str) -> str:
+    """RE2 alternation that finds the tokens leftmost-longest (longer alternatives first: RE2
+    takes the first alternative that matches at the leftmost position), with the whitespace an
+    lstrip/rstrip token swallows."""
+    space = _re2_class(whitespace) + "*"
+    alternatives = [
+        (space if token.lstrip else "") + _re2_literal(token.content) + (space if token.rstrip else "")
+        for token in sorted(tokens, key=lambda token: -len(token.content.encode()))
+    ]
+    return "|".join(alternatives)
+
+
+def _re2_class(chars: str) -> str:
+    return "[" + "".join(f"\\x{{{ord(char):x}}}" for char in chars) + "]"
+
+
+def _re2_literal(text: str) -> str:
+    # Every non-alphanumeric character as \x{...}: RE2 accepts it, and no escaping rule is left
+    # to disagree about.
+    return "".join(
+        char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):x}}}" for char in text
+    )
