@@ -275,9 +275,10 @@ def sigkill(base: Path) -> None:
                     nonlocal first_ok
                     k = i
                     while time.perf_counter() < end and not first_ok:
+                        sent = time.perf_counter()
                         code = await g.call(reqs[k % len(reqs)], 10.0)
                         k += 8
-                        if killed_at:
+                        if killed_at and sent > killed_at:  # sent after the kill
                             codes[code] += 1
                             if code == "OK" and not first_ok:
                                 first_ok = time.perf_counter()
@@ -299,13 +300,14 @@ def sigkill(base: Path) -> None:
             pids_before = worker_pids(srv)
             active_before = srv.worker_pid()
             standby_mb = sum(rss_mb(p) for p in pids_before if p != active_before)
+            active_mb = rss_mb(active_before)
             recovery, codes = asyncio.run(main())
             print(
                 f"  --worker_standby={str(standby).lower()}: first OK {recovery:.2f} s after "
-                f"the kill; answers after the kill until then: {dict(codes)}"
+                f"the kill; answers to requests sent after the kill until then: {dict(codes)}"
                 + (
                     f"; standby VmRSS {standby_mb:.0f} MB, serving worker "
-                    f"{rss_mb(active_before):.0f} MB before the kill"
+                    f"{active_mb:.0f} MB before the kill"
                     if standby
                     else ""
                 ),
