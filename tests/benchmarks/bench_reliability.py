@@ -253,14 +253,16 @@ def reload(base: Path, count: int) -> None:
     shutil.rmtree(work.parent)
 
 
-def sigkill(base: Path) -> None:
+def sigkill(base: Path, modes: tuple[bool, ...] = (True, False)) -> None:
     print("== sigkill: first OK answer after SIGKILL of the worker, 8 callers", flush=True)
     texts = sentences()
-    for standby in (True, False):
+    for standby in modes:
         args = ["--enable_batching"] + (["--worker_standby"] if standby else [])
         with ServerProcess(model_name=MODEL, model_base_path=base, args=args) as srv:
             if standby:
-                while not any(e.get("event") == "standby_ready" for e in srv.events()):
+                while not any(
+                    e.get("event") == "standby_ready" and e.get("versions") for e in srv.events()
+                ):
                     time.sleep(0.5)
 
             async def main() -> tuple[float, Counter[str]]:
@@ -328,6 +330,9 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=["idle", "deadline", "reload", "sigkill"])
     p.add_argument("--seconds", type=float, default=20.0, help="length of each load phase")
     p.add_argument("--reloads", type=int, default=15)
+    p.add_argument(
+        "--standby", choices=["both", "on", "off"], default="both", help="sigkill: which runs"
+    )
     args = p.parse_args()
     base = args.model_base_path
     if base is None:
@@ -344,7 +349,7 @@ def main() -> None:
         elif name == "reload":
             reload(base, args.reloads)
         elif name == "sigkill":
-            sigkill(base)
+            sigkill(base, {"both": (True, False), "on": (True,), "off": (False,)}[args.standby])
 
 
 if __name__ == "__main__":
