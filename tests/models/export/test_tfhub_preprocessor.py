@@ -182,3 +182,26 @@ def test_docs_tfhub_examples_run(paths: dict[str, Path]) -> None:
     assert namespace["mlm"][contract.MLM_LOGITS].shape[:2] == (1, 1)
     masked = namespace["masked"][contract.INPUT_WORD_IDS].numpy()
     assert masked[0, 6] == 103  # the documented position holds [MASK]
+
+
+def test_preprocessor_on_a_byte_level_bpe_tokenizer(tmp_path: Path) -> None:
+    """The preprocessor is built on the shared tokenizer surface: a RoBERTa-style byte-level
+    BPE (<s> a </s></s> b </s>, no token types) works the same way, id for id."""
+    from models.export.tfhub_preprocessor import TfHubPreprocessor, check_preprocessor_parity
+    from models.tokenizers import text_tokenizer_from_checkpoint
+    from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint
+
+    checkpoint = write_roberta_checkpoint(tmp_path / "roberta")
+    tokenizer = text_tokenizer_from_checkpoint(checkpoint, max_seq_length=64, pad_to_longest=True)
+    module = TfHubPreprocessor(tokenizer=tokenizer, seq_length=32, max_seq_length=64)
+    module.trace()
+    tf.saved_model.save(module, str(tmp_path / "saved"))
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    checked = check_preprocessor_parity(
+        loaded, checkpoint, texts=TEXTS, pairs=(TEXTS, SECONDS), seq_length=32
+    )
+    assert checked == 2 * len(TEXTS)
+    assert loaded(tf.constant(TEXTS))[contract.INPUT_WORD_IDS].shape == (len(TEXTS), 32)
+    special = loaded.tokenize.get_special_tokens_dict()
+    assert int(special[contract.START_OF_SEQUENCE_ID]) == tokenizer.template.start_of_sequence_id
+    assert int(special[contract.MASK_ID]) == tokenizer.mask_id
