@@ -18,6 +18,7 @@ import transformers
 
 from models import contract
 from tests.support.data import REPO_ROOT
+from tests.support.tfhub import import_tensorflow_hub
 from tests.support.tfhub_exports import tfhub_export
 
 TEXTS = [
@@ -171,7 +172,8 @@ def test_docs_tfhub_examples_run(paths: dict[str, Path]) -> None:
     """docs/tfhub.md's ``python tfhub-example`` blocks, in order in one namespace."""
     doc = (REPO_ROOT / "docs" / "tfhub.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```python tfhub-example\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
-    assert len(blocks) >= 5
+    assert len(blocks) >= 6
+    import_tensorflow_hub()  # the Keras 2 block imports tensorflow_hub
     namespace: dict[str, Any] = {}
     for code in blocks:
         for placeholder, path in paths.items():
@@ -182,6 +184,8 @@ def test_docs_tfhub_examples_run(paths: dict[str, Path]) -> None:
     assert namespace["mlm"][contract.MLM_LOGITS].shape[:2] == (1, 1)
     masked = namespace["masked"][contract.INPUT_WORD_IDS].numpy()
     assert masked[0, 6] == 103  # the documented position holds [MASK]
+    assert len(namespace["classifier"].trainable_weights) == 39 + 2
+    assert len(namespace["layer"].trainable_weights) == 39
 
 
 def test_preprocessor_on_a_byte_level_bpe_tokenizer(tmp_path: Path) -> None:
