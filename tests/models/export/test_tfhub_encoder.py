@@ -182,3 +182,30 @@ def test_end_to_end_options_are_refused_for_tfhub_exports(tmp_path: Path) -> Non
             export_type=contract.EXPORT_ENCODER,
             task=contract.TASK_CLASSIFICATION,
         )
+
+
+@pytest.mark.slow
+def test_bundled_minilm_encoder_matches_sentence_transformers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The bundled all-MiniLM-L6-v2 as a TF Hub encoder: mean-pooling its ``sequence_output``
+    gives sentence-transformers' embeddings (the export itself verified every layer)."""
+    from sentence_transformers import SentenceTransformer
+
+    from models.bundled import bundled_checkpoint
+
+    output = tmp_path_factory.mktemp("minilm_hub") / "encoder" / "1"
+    report = export_model(
+        checkpoint=None, output=output, export_type=contract.EXPORT_ENCODER, progress=False
+    )
+    assert report.verified and report.max_abs_diff is not None and report.max_abs_diff <= 1e-5
+    texts = ["A man is playing a guitar.", "Straße İstanbul café", "a"]
+    batch = _inputs(bundled_checkpoint(), texts)
+    outputs = tf.saved_model.load(str(output))(_as_tfhub(batch))
+    mask = batch["attention_mask"].numpy()[:, :, None]
+    sequence = outputs[contract.SEQUENCE_OUTPUT].numpy()
+    pooled = (sequence * mask).sum(1) / mask.sum(1)
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    expected = SentenceTransformer(str(bundled_checkpoint()), device="cpu").encode(texts)
+    np.testing.assert_allclose(pooled, expected, atol=1e-5, rtol=0)
+    assert len(outputs[contract.ENCODER_OUTPUTS]) == 6
