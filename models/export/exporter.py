@@ -247,25 +247,25 @@ def _max_seq_length(loader: Any, requested: int | None) -> int:
     return int(requested)
 
 
-def _build(
-    loader: Any,
-    *,
-    task: str,
-    max_seq_length: int,
-    length_buckets: Sequence[int] | Literal["default"] | None,
-    top_k: int,
-    jit_compile: bool,
-) -> tuple[Any, Any]:
-    from models.bert.bert_encoder import BertEncoder
-    from models.export.text_model import TextModel
+def build_encoder_and_head(loader: Any, *, task: str) -> tuple[Any, Any, Any]:
+    """(encoder, task head, load report) for ``loader``'s family, weights loaded strictly.
+
+    The heads follow each family's Hugging Face task classes (see :mod:`models.family`).
+    """
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
     from models.layers.sentence_embedding_head import SentenceEmbeddingHead
     from models.layers.token_classification_head import TokenClassificationHead
-    from models.tokenizers import text_tokenizer_from_checkpoint
 
-    config = loader.config
-    encoder = BertEncoder(**config.encoder_kwargs(use_pooler=loader.has_pooler))
+    config, family = loader.config, loader.family
+    # RoBERTa & co. classify the first token's state, which the encoder's pooled_output is
+    # when it has no pooler.
+    first_token_classifier = (
+        task == contract.TASK_CLASSIFICATION and family.classifier_activation is not None
+    )
+    encoder = family.encoder_class(
+        **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier)
+    )
     targets = dict(encoder.checkpoint_variables())
     head: Any
     if task == contract.TASK_EMBEDDING:
@@ -275,9 +275,11 @@ def _build(
             num_labels=len(config.id2label),
             hidden_size=config.hidden_size,
             multi_label=config.problem_type == "multi_label_classification",
+            inner_activation=family.classifier_activation,
         )
-        targets.update(head.checkpoint_variables())
+        targets.update(family.rename(head.checkpoint_variables(), family.classifier_renames))
     elif task == contract.TASK_TOKEN_CLASSIFICATION:
+        # Every family's *ForTokenClassification: one `classifier` on every token's state.
         head = TokenClassificationHead(
             num_labels=len(config.id2label), hidden_size=config.hidden_size
         )
@@ -286,12 +288,31 @@ def _build(
         head = MaskedLMHead(
             vocab_size=config.vocab_size,
             hidden_size=config.hidden_size,
-            hidden_act=config.hidden_act,
+            hidden_act=family.mlm_activation or config.hidden_act,
             layer_norm_epsilon=config.layer_norm_eps,
             token_embedding=encoder.word_embeddings if loader.decoder_is_tied else None,
+            embedding_size=getattr(config, "embedding_size", None)
+            if family.mlm_to_embedding_size
+            else None,
         )
-        targets.update(head.checkpoint_variables())
-    load_report = loader.assign(targets, task=task)
+        targets.update(family.rename(head.checkpoint_variables(), family.mlm_renames))
+    return encoder, head, loader.assign(targets, task=task)
+
+
+def _build(
+    loader: Any,
+    *,
+    task: str,
+    max_seq_length: int,
+    length_buckets: Sequence[int] | Literal["default"] | None,
+    top_k: int,
+    jit_compile: bool,
+) -> tuple[Any, Any]:
+    from models.export.text_model import TextModel
+    from models.tokenizers import text_tokenizer_from_checkpoint
+
+    config = loader.config
+    encoder, head, load_report = build_encoder_and_head(loader, task=task)
     # The tokenizer takes seconds to derive; a checkpoint that cannot load fails before that.
     try:
         pad_to_longest = length_buckets is None and not jit_compile
@@ -416,9 +437,11 @@ def _verify(
     token_texts = check_token_parity(loaded, reference, texts)
     token_pairs = check_token_parity(loaded, reference, firsts, pairs=seconds)
     if task == contract.TASK_FILL_MASK:
-        # Fill-mask needs [MASK]s: one inside every probe text, a second in every other one.
+        # Fill-mask needs masks: one inside every probe text, a second in every other one
+        # (written the family's way: [MASK], <mask>).
+        mask = reference.tokenizer.mask_token
         texts = [
-            f"{t[: len(t) // 2]} [MASK] {t[len(t) // 2 :]}" + (" [MASK]." if i % 2 else "")
+            f"{t[: len(t) // 2]} {mask} {t[len(t) // 2 :]}" + (f" {mask}." if i % 2 else "")
             for i, t in enumerate(texts)
         ]
     steps.start("verifying outputs against PyTorch", total=len(texts) + _OUTPUT_PAIRS)
