@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from models.errors import CheckpointError
 
@@ -22,6 +22,9 @@ class BertConfig:
         config = BertConfig.from_json_file(checkpoint_dir / "config.json")
         encoder = BertEncoder(**config.encoder_kwargs())
     """
+
+    #: ``config.json`` model_type values this class reads (subclasses: the other families).
+    MODEL_TYPES: ClassVar[tuple[str, ...]] = ("bert",)
 
     vocab_size: int
     hidden_size: int = 768
@@ -51,11 +54,15 @@ class BertConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> BertConfig:
-        model_type = raw.get("model_type", "bert")
-        if model_type != "bert":
-            # RoBERTa & co. lay out weights and position ids differently; loading them as BERT
+        model_type = raw.get("model_type", cls.MODEL_TYPES[0])
+        if model_type not in cls.MODEL_TYPES:
+            # Each family lays out weights and position ids its own way; loading one as another
             # would "work" with wrong numbers, which is exactly what this package refuses.
-            raise CheckpointError(f"model_type {model_type!r} is not supported (only 'bert')")
+            raise CheckpointError(
+                f"model_type {model_type!r} is not read by {cls.__name__} "
+                f"(it reads {', '.join(cls.MODEL_TYPES)})"
+            )
+        raw = cls._bert_spelling(raw)
         if raw.get("position_embedding_type", "absolute") != "absolute":
             raise CheckpointError(
                 f"position_embedding_type {raw['position_embedding_type']!r} is not supported"
@@ -80,9 +87,20 @@ class BertConfig:
                 architectures=tuple(raw.get("architectures") or ()),
                 id2label=id2label,
                 problem_type=raw.get("problem_type"),
+                **cls._family_fields(raw),
             )
         except KeyError as exc:
             raise CheckpointError(f"config.json lacks {exc.args[0]!r}") from exc
+
+    @classmethod
+    def _bert_spelling(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """``raw`` with the family's own key names renamed to BERT's (DistilBERT's differ)."""
+        return raw
+
+    @classmethod
+    def _family_fields(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The subclass's own fields, read from ``raw``."""
+        return {}
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> BertConfig:

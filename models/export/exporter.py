@@ -54,6 +54,7 @@ class ExportReport:
     max_abs_diff: float | None
     tf_text_ops: dict[str, str]
     seconds: float
+    export_type: str = contract.EXPORT_END_TO_END
 
 
 def export_model(
@@ -69,8 +70,15 @@ def export_model(
     overwrite: bool = False,
     progress: bool = True,
     do_lower_case: bool | None = None,
+    export_type: str = contract.EXPORT_END_TO_END,
 ) -> ExportReport:
     """Export ``checkpoint`` to ``output`` (``BASE/VERSION``, TF Serving's layout).
+
+    ``export_type``: ``end-to-end`` (the default: raw text -> task outputs, what TF Serving
+    serves) or one half of TF Hub's Common SavedModel API for text: ``preprocessing``,
+    ``encoder``, ``encoder-with-mlm`` (see :func:`models.export.tfhub_exporter.export_tfhub`;
+    ``max_seq_length`` is then the preprocessor's ``seq_length``, default 128, and the
+    end-to-end options ``task``, ``length_buckets``, ``jit_compile`` and ``top_k`` are refused).
 
     ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. A Google
     TF1 BERT or TF Model Garden TF2 checkpoint is converted first (see
@@ -95,6 +103,29 @@ def export_model(
 
         report = export_model(checkpoint=None, output="exported/minilm/1")
     """
+    if export_type != contract.EXPORT_END_TO_END:
+        if export_type not in contract.EXPORT_TYPES:
+            raise ExportConfigError(
+                f"--export-type must be one of {', '.join(contract.EXPORT_TYPES)}, not "
+                f"{export_type!r}"
+            )
+        if task is not None or length_buckets is not None or jit_compile or top_k != 5:
+            raise ExportConfigError(
+                f"--task, --length-buckets, --jit-compile and --top-k apply to end-to-end "
+                f"exports only, not to --export-type {export_type}"
+            )
+        from models.export.tfhub_exporter import export_tfhub
+
+        return export_tfhub(
+            checkpoint=checkpoint,
+            output=output,
+            export_type=export_type,
+            max_seq_length=max_seq_length,
+            verify=verify,
+            overwrite=overwrite,
+            progress=progress,
+            do_lower_case=do_lower_case,
+        )
     started = time.monotonic()
     output = Path(output).expanduser().absolute()
     _check_output(output, overwrite=overwrite)
@@ -216,25 +247,25 @@ def _max_seq_length(loader: Any, requested: int | None) -> int:
     return int(requested)
 
 
-def _build(
-    loader: Any,
-    *,
-    task: str,
-    max_seq_length: int,
-    length_buckets: Sequence[int] | Literal["default"] | None,
-    top_k: int,
-    jit_compile: bool,
-) -> tuple[Any, Any]:
-    from models.bert.bert_encoder import BertEncoder
-    from models.export.text_model import TextModel
+def build_encoder_and_head(loader: Any, *, task: str) -> tuple[Any, Any, Any]:
+    """(encoder, task head, load report) for ``loader``'s family, weights loaded strictly.
+
+    The heads follow each family's Hugging Face task classes (see :mod:`models.family`).
+    """
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
     from models.layers.sentence_embedding_head import SentenceEmbeddingHead
     from models.layers.token_classification_head import TokenClassificationHead
-    from models.tokenizers import text_tokenizer_from_checkpoint
 
-    config = loader.config
-    encoder = BertEncoder(**config.encoder_kwargs(use_pooler=loader.has_pooler))
+    config, family = loader.config, loader.family
+    # RoBERTa & co. classify the first token's state, which the encoder's pooled_output is
+    # when it has no pooler.
+    first_token_classifier = (
+        task == contract.TASK_CLASSIFICATION and family.classifier_activation is not None
+    )
+    encoder = family.encoder_class(
+        **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier)
+    )
     targets = dict(encoder.checkpoint_variables())
     head: Any
     if task == contract.TASK_EMBEDDING:
@@ -244,9 +275,11 @@ def _build(
             num_labels=len(config.id2label),
             hidden_size=config.hidden_size,
             multi_label=config.problem_type == "multi_label_classification",
+            inner_activation=family.classifier_activation,
         )
-        targets.update(head.checkpoint_variables())
+        targets.update(family.rename(head.checkpoint_variables(), family.classifier_renames))
     elif task == contract.TASK_TOKEN_CLASSIFICATION:
+        # Every family's *ForTokenClassification: one `classifier` on every token's state.
         head = TokenClassificationHead(
             num_labels=len(config.id2label), hidden_size=config.hidden_size
         )
@@ -255,12 +288,31 @@ def _build(
         head = MaskedLMHead(
             vocab_size=config.vocab_size,
             hidden_size=config.hidden_size,
-            hidden_act=config.hidden_act,
+            hidden_act=family.mlm_activation or config.hidden_act,
             layer_norm_epsilon=config.layer_norm_eps,
             token_embedding=encoder.word_embeddings if loader.decoder_is_tied else None,
+            embedding_size=getattr(config, "embedding_size", None)
+            if family.mlm_to_embedding_size
+            else None,
         )
-        targets.update(head.checkpoint_variables())
-    load_report = loader.assign(targets, task=task)
+        targets.update(family.rename(head.checkpoint_variables(), family.mlm_renames))
+    return encoder, head, loader.assign(targets, task=task)
+
+
+def _build(
+    loader: Any,
+    *,
+    task: str,
+    max_seq_length: int,
+    length_buckets: Sequence[int] | Literal["default"] | None,
+    top_k: int,
+    jit_compile: bool,
+) -> tuple[Any, Any]:
+    from models.export.text_model import TextModel
+    from models.tokenizers import text_tokenizer_from_checkpoint
+
+    config = loader.config
+    encoder, head, load_report = build_encoder_and_head(loader, task=task)
     # The tokenizer takes seconds to derive; a checkpoint that cannot load fails before that.
     try:
         pad_to_longest = length_buckets is None and not jit_compile
@@ -385,9 +437,11 @@ def _verify(
     token_texts = check_token_parity(loaded, reference, texts)
     token_pairs = check_token_parity(loaded, reference, firsts, pairs=seconds)
     if task == contract.TASK_FILL_MASK:
-        # Fill-mask needs [MASK]s: one inside every probe text, a second in every other one.
+        # Fill-mask needs masks: one inside every probe text, a second in every other one
+        # (written the family's way: [MASK], <mask>).
+        mask = reference.tokenizer.mask_token
         texts = [
-            f"{t[: len(t) // 2]} [MASK] {t[len(t) // 2 :]}" + (" [MASK]." if i % 2 else "")
+            f"{t[: len(t) // 2]} {mask} {t[len(t) // 2 :]}" + (f" {mask}." if i % 2 else "")
             for i, t in enumerate(texts)
         ]
     steps.start("verifying outputs against PyTorch", total=len(texts) + _OUTPUT_PAIRS)

@@ -87,10 +87,10 @@ class TorchReference:
             truncation=True,
             max_length=self.max_seq_length,
         )
-        return [
-            (list(ids), list(types))
-            for ids, types in zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)
-        ]
+        # RoBERTa's, DistilBERT's and MPNet's tokenizers emit no type ids: their models see
+        # segment 0 everywhere, which is what an exported tokenizer must then emit.
+        types = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
+        return [(list(i), list(t)) for i, t in zip(encoded["input_ids"], types, strict=True)]
 
     def outputs(
         self, texts: Sequence[str], pairs: Sequence[str] | None = None
@@ -113,7 +113,9 @@ class TorchReference:
                 contract.MLM_LOGITS: result.logits.numpy(),
                 contract.INPUT_WORD_IDS: batch["input_ids"].numpy(),
                 contract.INPUT_MASK: batch["attention_mask"].numpy(),
-                contract.INPUT_TYPE_IDS: batch["token_type_ids"].numpy(),
+                contract.INPUT_TYPE_IDS: batch.get(
+                    "token_type_ids", torch.zeros_like(batch["input_ids"])
+                ).numpy(),
             }
         hidden = result.last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

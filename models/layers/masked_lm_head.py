@@ -1,4 +1,4 @@
-"""BertForMaskedLM's head (``cls.predictions``): transform, then a decoder over the vocabulary."""
+"""The fill-mask heads of the BERT family: transform, then a decoder over the vocabulary."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class MaskedLMHead(keras.layers.Layer):
     owns a decoder kernel. Like keras-hub's ``MaskedLMHead``, the tied layer is a live reference
     and is not part of ``get_config()``: whoever rebuilds the model passes it again.
 
+    RoBERTa/XLM-R/MPNet's ``lm_head``, DistilBERT's ``vocab_*`` and ALBERT's ``predictions``
+    have the same shape (keys renamed by the family); ALBERT's and the ELECTRA generator's
+    transform narrows to ``embedding_size``, the width of their (tied) embedding table.
+
     Example::
 
         head = MaskedLMHead(vocab_size=30522, hidden_size=768,
@@ -35,27 +39,31 @@ class MaskedLMHead(keras.layers.Layer):
         hidden_act: str = "gelu",
         layer_norm_epsilon: float = 1e-12,
         token_embedding: keras.layers.Embedding | None = None,
+        embedding_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
+        self.embedding_size = embedding_size
+        width = embedding_size or hidden_size
         self.hidden_act = hidden_act
         self.layer_norm_epsilon = layer_norm_epsilon
         self.token_embedding = token_embedding
         self._act = activation_fn(hidden_act)
-        self.transform = keras.layers.Dense(hidden_size, name="transform")
+        self.transform = keras.layers.Dense(width, name="transform")
         self.transform_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="transform_layer_norm"
         )
 
     def build(self, input_shape: Any = None) -> None:
+        width = self.embedding_size or self.hidden_size
         self.transform.build((None, None, self.hidden_size))
-        self.transform_layer_norm.build((None, None, self.hidden_size))
+        self.transform_layer_norm.build((None, None, width))
         self.decoder_kernel = (
             None
             if self.token_embedding is not None
-            else self.add_weight(shape=(self.vocab_size, self.hidden_size), name="decoder_kernel")
+            else self.add_weight(shape=(self.vocab_size, width), name="decoder_kernel")
         )
         self.decoder_bias = self.add_weight(
             shape=(self.vocab_size,), initializer="zeros", name="decoder_bias"
@@ -93,5 +101,6 @@ class MaskedLMHead(keras.layers.Layer):
             hidden_size=self.hidden_size,
             hidden_act=self.hidden_act,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            embedding_size=self.embedding_size,
         )
         return config

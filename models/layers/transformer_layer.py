@@ -24,6 +24,9 @@ def activation_fn(name: str) -> Callable[[Any], Any]:
         return lambda x: ops.gelu(x, approximate=True)
     if name == "relu":
         return ops.relu
+    if name == "tanh":
+        # Not a hidden_act of any family; the RoBERTa/MPNet classification heads use it.
+        return ops.tanh
     raise ValueError(f"unsupported activation {name!r}")
 
 
@@ -88,6 +91,28 @@ class TransformerLayer(keras.layers.Layer):
         hidden = self.attention_layer_norm(hidden + self.attention_output(context))
         ffn = self.output_dense(self._act(self.intermediate(hidden)))
         return self.output_layer_norm(hidden + ffn)
+
+    def checkpoint_variables(
+        self, *, prefix: str, names: dict[str, str]
+    ) -> dict[str, tuple[keras.Variable, bool]]:
+        """Hugging Face key -> (variable, transpose?) for one layer.
+
+        ``names`` maps this layer's sublayer attributes (``query``, ``attention_layer_norm``...)
+        to the family's module names (BERT: ``attention.self.query``...); every family spells
+        the same block differently. Dense kernels are transposed (torch stores ``[out, in]``).
+        """
+        if not self.built:
+            self.build((None, None, self.hidden_size))
+        mapping: dict[str, tuple[keras.Variable, bool]] = {}
+        for attribute, module in names.items():
+            sublayer = getattr(self, attribute)
+            if isinstance(sublayer, keras.layers.Dense):
+                mapping[f"{prefix}{module}.weight"] = (sublayer.kernel, True)
+                mapping[f"{prefix}{module}.bias"] = (sublayer.bias, False)
+            else:
+                mapping[f"{prefix}{module}.weight"] = (sublayer.gamma, False)
+                mapping[f"{prefix}{module}.bias"] = (sublayer.beta, False)
+        return mapping
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -1,12 +1,15 @@
-"""Strict loading of Hugging Face BERT checkpoints into the Keras encoder and heads.
+"""Strict loading of Hugging Face BERT-family checkpoints into the Keras encoder and heads.
 
 The classic silent failure this module exists to prevent: a model built from a config whose
 pretrained weights were never loaded (or only partly, because the checkpoint's key names did not
 match) exports fine and serves random numbers. Here every variable of the encoder and of the task
 head must receive a checkpoint tensor of the right shape, or loading raises an error naming the
-keys. Key spellings handled: old ``gamma``/``beta`` LayerNorm names, a ``bert.`` prefix present or
-absent, wrapper prefixes (``model.``, ``module.``), ``cls.predictions.decoder.bias`` as an alias of
-``cls.predictions.bias``, a decoder weight absent because it is tied to the word embeddings.
+keys. Key spellings handled: old ``gamma``/``beta`` LayerNorm names, the family's prefix
+(``bert.``, ``roberta.``, ``distilbert.``, ``electra.``, ``albert.``, ``mpnet.``) present or
+absent, wrapper prefixes (``model.``, ``module.``), tied decoder biases as aliases of the head's
+bias (``cls.predictions.decoder.bias``, ``lm_head.decoder.bias``...), a decoder weight absent
+because it is tied to the word embeddings. The family comes from ``config.json``'s model_type
+(:class:`models.family.Family`).
 """
 
 from __future__ import annotations
@@ -15,21 +18,19 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models import contract
-from models.bert.bert_config import BertConfig
 from models.errors import CheckpointError, MissingWeightsError, ShapeMismatchError
 
-# Keys a checkpoint may carry that no exported model needs, whatever the task: buffers and
-# the next-sentence-prediction head of BertForPreTraining.
-_ALWAYS_HARMLESS = (
-    "embeddings.position_ids",
-    "embeddings.token_type_ids",
-    "cls.seq_relationship.",
-)
+if TYPE_CHECKING:
+    from models.bert.bert_config import BertConfig
+    from models.family import Family
+
+# Buffers a checkpoint may carry that no exported model needs, whatever the family and task.
+_ALWAYS_HARMLESS = ("embeddings.position_ids", "embeddings.token_type_ids")
 # Wrapper prefixes from training frameworks and sentence-transformers; stripped before matching.
 _WRAPPER_PREFIXES = ("module.", "model.", "0.auto_model.", "auto_model.")
 _ENCODER_PREFIXES = ("embeddings.", "encoder.", "pooler.")
@@ -42,24 +43,25 @@ _MAX_SEQ_LENGTH_CAP = 512
 _ST_PREFIX = "sentence_transformers.models."
 
 
-def canonical_key(key: str) -> str:
-    """The checkpoint key as :meth:`BertEncoder.checkpoint_variables` and the heads spell it."""
+def canonical_key(key: str, family: Family | None = None) -> str:
+    """The checkpoint key as the family's encoder and heads spell it (BERT if no family)."""
+    from models.family import FAMILIES
+
+    family = family or FAMILIES["bert"]
     changed = True
     while changed:
         changed = False
         for prefix in _WRAPPER_PREFIXES:
             if key.startswith(prefix):
                 key, changed = key[len(prefix) :], True
-    if key.startswith("bert."):
-        key = key[len("bert.") :]
+    if key.startswith(family.checkpoint_prefix):
+        key = key[len(family.checkpoint_prefix) :]
     # TF-converted and very old PyTorch BERT checkpoints name LayerNorm's scale/offset gamma/beta.
     if key.endswith(".gamma"):
         key = key[: -len(".gamma")] + ".weight"
     elif key.endswith(".beta"):
         key = key[: -len(".beta")] + ".bias"
-    if key == "cls.predictions.decoder.bias":
-        key = "cls.predictions.bias"
-    return key
+    return family.aliases.get(key, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,9 @@ class CheckpointLoader:
     Example::
 
         loader = CheckpointLoader(checkpoint_dir)
-        encoder = BertEncoder(**loader.config.encoder_kwargs(use_pooler=loader.has_pooler))
+        encoder = loader.family.encoder_class(
+            **loader.config.encoder_kwargs(use_pooler=loader.has_pooler)
+        )
         report = loader.assign(encoder.checkpoint_variables(), task=loader.default_task())
     """
 
@@ -97,7 +101,7 @@ class CheckpointLoader:
         self.sentence_transformers = False
         self.model_dir = self.checkpoint_dir
         st_max_seq_length = self._read_modules_json()
-        self.config = BertConfig.from_json_file(self._require(self.model_dir / "config.json"))
+        self.family, self.config = _read_config(self._require(self.model_dir / "config.json"))
         self.default_max_seq_length = min(
             st_max_seq_length or self.config.max_position_embeddings,
             self.config.max_position_embeddings,
@@ -106,7 +110,7 @@ class CheckpointLoader:
         self.weights_file, raw = self._read_tensors()
         self.tensors: dict[str, np.ndarray] = {}
         for key, value in raw.items():
-            canon = canonical_key(key)
+            canon = canonical_key(key, self.family)
             if canon in self.tensors and not np.array_equal(self.tensors[canon], value):
                 raise CheckpointError(
                     f"checkpoint holds two different tensors for {canon!r} (one is {key!r})"
@@ -188,33 +192,32 @@ class CheckpointLoader:
     # --- what the checkpoint holds ----------------------------------------------------------
     @property
     def has_pooler(self) -> bool:
-        return "pooler.dense.weight" in self.tensors
+        return self.family.pooler_key is not None and self.family.pooler_key in self.tensors
 
     @property
     def has_mlm_head(self) -> bool:
-        return "cls.predictions.transform.dense.weight" in self.tensors
+        return self.family.mlm_transform_key in self.tensors
 
     @property
     def has_classifier(self) -> bool:
-        return "classifier.weight" in self.tensors
+        return any(
+            k.startswith(self.family.head_prefixes(contract.TASK_CLASSIFICATION))
+            for k in self.tensors
+        )
 
     @property
     def decoder_is_tied(self) -> bool:
         """True when the MLM decoder is (or must be) the word-embedding matrix."""
-        decoder = self.tensors.get("cls.predictions.decoder.weight")
+        decoder = self.tensors.get(self.family.mlm_decoder_key)
         embeddings = self.tensors.get("embeddings.word_embeddings.weight")
         return decoder is None or (embeddings is not None and np.array_equal(decoder, embeddings))
 
     def default_task(self) -> str:
-        """The task implied by the checkpoint: sentence-transformers and BertModel -> embedding."""
+        """The task implied by the checkpoint: sentence-transformers and ``*Model`` ->
+        embedding; refuses task classes nothing exports (question answering, pre-training...)."""
         if self.sentence_transformers:
             return contract.TASK_EMBEDDING
-        for arch in self.config.architectures:
-            if arch.endswith("ForSequenceClassification"):
-                return contract.TASK_CLASSIFICATION
-            if arch.endswith(("ForMaskedLM", "ForPreTraining")):
-                return contract.TASK_FILL_MASK
-        return contract.TASK_EMBEDDING
+        return self.family.default_task(self.config.architectures)
 
     # --- assigning ------------------------------------------------------------------------
     def assign(self, targets: Mapping[str, tuple[Any, bool]], *, task: str) -> LoadReport:
@@ -246,21 +249,31 @@ class CheckpointLoader:
             loaded=tuple(sorted(targets)),
             unexpected_allowed=tuple(unexpected),
             tied_decoder=(
-                task == contract.TASK_FILL_MASK and "cls.predictions.decoder.weight" not in targets
+                task == contract.TASK_FILL_MASK and self.family.mlm_decoder_key not in targets
             ),
         )
 
     def _harmless(self, key: str, task: str) -> bool:
-        if key.startswith(_ALWAYS_HARMLESS):
+        if key.startswith(_ALWAYS_HARMLESS + self.family.unexported_heads):
             return True
-        if key.startswith("cls.predictions."):
-            # Another task's head, or the tied decoder the MLM head reads from the embeddings.
-            return task != contract.TASK_FILL_MASK or (
-                key == "cls.predictions.decoder.weight" and self.decoder_is_tied
-            )
-        if key.startswith("classifier."):
-            return task != contract.TASK_CLASSIFICATION
+        if key == self.family.mlm_decoder_key and self.decoder_is_tied:
+            return True  # the tied decoder the MLM head reads from the embeddings
+        # Another task's head: exporting a checkpoint's encoder under another task is explicit.
+        for other in (contract.TASK_FILL_MASK, contract.TASK_CLASSIFICATION):
+            if other != task and key.startswith(self.family.head_prefixes(other)):
+                return True
         return False
+
+
+def _read_config(path: Path) -> tuple[Family, BertConfig]:
+    from models.family import Family
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    family = Family.for_model_type(str(raw.get("model_type", "bert")))
+    return family, family.config_class.from_dict(raw)
 
 
 def _read_safetensors(files: list[Path]) -> dict[str, Any]:
