@@ -365,12 +365,11 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
 
     buckets = list(warmup_lengths(tokenizer))
     lower = buckets[buckets.index(bucket) - 1] if buckets.index(bucket) > 0 else 0
-    # "the" is one word piece in English BERT vocabularies; otherwise the first whole word.
-    word = (
-        "the"
-        if "the" in tokenizer.vocab
-        else next(t for t in tokenizer.vocab if t.isalpha() and not t.startswith("["))
-    )
+    # A word the tokenizer makes exactly one token of: "the" in English BERT vocabularies;
+    # otherwise the first such vocabulary entry (a Unigram piece "s" is "▁" + "s" as a word).
+    candidates = ["the"] + [t for t in tokenizer.vocab[:2000] if t.isalpha()]
+    counts = tokenizer.tokenize(tf.constant(candidates)).row_lengths().numpy()
+    word = next(text for text, count in zip(candidates, counts, strict=True) if count == 1)
     longest = bucket - 2  # room for [CLS] and [SEP]
     texts = []
     for row in range(batch_size):
