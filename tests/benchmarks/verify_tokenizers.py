@@ -50,6 +50,7 @@ from tests.models.tokenizers.corpora import (  # noqa: E402
     random_texts,
     stsb_pairs,
 )
+from tests.models.tokenizers.unigram import unigram_checkpoints  # noqa: E402
 from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint  # noqa: E402
 from tests.support.data import STSB_EN  # noqa: E402
 from tests.support.wordpiece_checkpoint import write_wordpiece_checkpoint  # noqa: E402
@@ -73,6 +74,8 @@ LAYOUTS = [
         lambda d: write_wordpiece_checkpoint(d, layout="no-normalizer"),
     ),  # noqa: E501
     Layout("BPE", "roberta (byte-level)", lambda d: write_roberta_checkpoint(d, vocab_size=8000)),
+    Layout("Unigram", "xlm-roberta", lambda d: unigram_checkpoints.xlmr_checkpoint(d)),
+    Layout("Unigram", "albert", lambda d: unigram_checkpoints.albert_checkpoint(d)),
 ]
 
 _CHUNK = 2048  # rows per call: bounds the padded arrays of long random texts
