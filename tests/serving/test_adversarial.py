@@ -139,6 +139,9 @@ def test_without_a_valid_key_both_ports_refuse_and_health_stays_open(
         assert "error" in r.json()
     # Probes need no secret: REST model status and the gRPC health service.
     assert httpx.get(f"{server.rest_url}/v1/models/{MODEL}").status_code == 200
+    for path in ("/v1/health", "/health"):
+        assert httpx.get(server.rest_url + path).status_code == 200
+    assert httpx.get(f"{server.rest_url}/v1/models").status_code == 401  # discovery is not a probe
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with grpc.insecure_channel(server.grpc_target) as ch:
