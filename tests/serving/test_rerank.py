@@ -176,3 +176,14 @@ def test_rest_clients_rerank_sync_and_async(server: ServerProcess, http: httpx.C
             return await client.rerank(QUERY, DOCUMENTS, top_n=3)
 
     assert asyncio.run(run()) == expected
+
+
+def test_one_logit_export_reports_sigmoid_probabilities(http: httpx.Client) -> None:
+    # A softmax over one logit is always 1; one-logit exports use a sigmoid (CrossEncoder's).
+    response = http.post("/v1/models/ce1:predict", json={"instances": DOCUMENTS})
+    assert response.status_code == 200, response.text
+    rows = response.json()["predictions"]
+    logits = np.array([row["logits"] for row in rows], dtype=np.float64)
+    probabilities = np.array([row["probabilities"] for row in rows], dtype=np.float64)
+    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-logits)), rtol=0, atol=1e-6)
+    assert not np.allclose(probabilities, 1.0)
