@@ -208,10 +208,10 @@ def _check_output(output: Path, *, overwrite: bool) -> None:
 def _max_seq_length(loader: Any, requested: int | None) -> int:
     if requested is None:
         return int(loader.default_max_seq_length)
-    limit = loader.config.max_position_embeddings
+    limit = loader.config.max_sequence_length
     if not 3 <= requested <= limit:
         raise ExportConfigError(
-            f"--max-seq-length must lie in [3, {limit}] (max_position_embeddings), not {requested}"
+            f"--max-seq-length must lie in [3, {limit}] (the model's positions), not {requested}"
         )
     return int(requested)
 
@@ -334,13 +334,9 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
 
     buckets = list(warmup_lengths(tokenizer))
     lower = buckets[buckets.index(bucket) - 1] if buckets.index(bucket) > 0 else 0
-    # "the" is one word piece in English BERT vocabularies; otherwise the first whole word.
-    word = (
-        "the"
-        if "the" in tokenizer.vocab
-        else next(t for t in tokenizer.vocab if t.isalpha() and not t.startswith("["))
-    )
-    longest = bucket - 2  # room for [CLS] and [SEP]
+    word = _one_token_word(tokenizer)
+    # Room for the family's specials ([CLS] [SEP], <s> </s>...).
+    longest = bucket - int(tokenizer(tf.constant([""]))[contract.INPUT_MASK].numpy().sum())
     texts = []
     for row in range(batch_size):
         words = max(1, longest - (row * (longest - lower)) // max(batch_size, 1))
@@ -349,6 +345,23 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
     if lengths != bucket:
         raise ModelError(f"warmup texts for bucket {bucket} landed in {lengths}")
     return texts
+
+
+# Words tried, in order, for one that every tokenizer kind (WordPiece "the", BPE "the"/"Ġthe",
+# SentencePiece "▁the") keeps as one token each time it repeats.
+_WARMUP_WORDS = ("the", "a", "de", "la", "x", "0", *"abcdefghijklmnopqrstuvwxyz123456789")
+
+
+def _one_token_word(tokenizer: Any) -> str:
+    import tensorflow as tf
+
+    repeats = 4
+    candidates = [" ".join([word] * repeats) for word in _WARMUP_WORDS]
+    lengths = tokenizer.tokenize(tf.constant(candidates)).row_lengths().numpy()
+    for word, length in zip(_WARMUP_WORDS, lengths, strict=True):
+        if length == repeats:
+            return word
+    raise ModelError("no warmup word is a single token of this tokenizer's vocabulary")
 
 
 def _write_warmup(version_dir: Path, tokenizer: Any) -> int:

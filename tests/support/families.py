@@ -288,23 +288,15 @@ def _stsb_sentences(count: int) -> list[str]:
 
 
 def bpe_tokenizer(directory: Path) -> Any:
-    """RoBERTa's byte-level BPE trained on STS-B (``vocab.json``/``merges.txt``), loaded by
-    ``RobertaTokenizer.from_pretrained`` as for a released checkpoint."""
-    import tokenizers
+    """RoBERTa's byte-level BPE trained on STS-B, saved in ``directory`` as released RoBERTa
+    checkpoints ship it (``<mask>`` with lstrip); returns the reference tokenizer."""
     import transformers
 
+    from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint
+
     directory.mkdir(parents=True, exist_ok=True)
-    bpe = tokenizers.ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        _stsb_sentences(1500),
-        vocab_size=1000,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
-    )
-    bpe.save_model(str(directory))
-    tokenizer = transformers.RobertaTokenizer.from_pretrained(str(directory))
-    tokenizer.save_pretrained(directory)
-    return tokenizer
+    write_roberta_checkpoint(directory, vocab_size=1000)
+    return transformers.AutoTokenizer.from_pretrained(str(directory))
 
 
 def sentencepiece_tokenizer(directory: Path, *, family: str) -> Any:
