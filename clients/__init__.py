@@ -12,7 +12,7 @@ Example::
         status = rest_client.model_status()                   # [ModelVersionStatus(...)]
 """
 
-from clients._core import ModelMetadata, ModelVersionStatus, SignatureSpec, TensorSpec
+from clients._metadata import ModelMetadata, ModelVersionStatus, SignatureSpec, TensorSpec
 from clients.async_grpc_client import AsyncGrpcClient
 from clients.async_rest_client import AsyncRestClient
 from clients.errors import (

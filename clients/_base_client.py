@@ -1,4 +1,4 @@
-"""What the four clients share beyond the pure core: settings, the I/O runtime, and the method
+"""What the four clients share beyond the pure modules: settings, the I/O runtime, and the method
 bodies that do not depend on the protocol (chunked ``embed``, ``wait_until_ready``).
 
 Method bodies are coroutines written once (see ``clients/_io.py``). Each public class is a
@@ -19,8 +19,11 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from clients import _core as core
+from clients._chunking import EmbedChunk, EmbedPlan, concat_rows
 from clients._io import IO, AsyncIO, BlockingIO, blocking
+from clients._metadata import ModelMetadata, ModelVersionStatus, is_ready
+from clients._predict_call import PredictCall, check_version_choice
+from clients._settings import ClientSettings
 from clients.errors import DeadlineExceededError, NotFoundError, TextServeError, UnavailableError
 from models import contract
 
@@ -30,32 +33,32 @@ class BaseClient(abc.ABC):
 
     io_class: type[IO]
 
-    def __init__(self, settings: core.ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self._io = self.io_class(settings.max_concurrency)
-        self._metadata_cache: dict[tuple[int | None, str | None], core.ModelMetadata] = {}
+        self._metadata_cache: dict[tuple[int | None, str | None], ModelMetadata] = {}
 
     # --- what each protocol does: one request, its answer parsed --------------------------
     @abc.abstractmethod
     async def _send_predict(
-        self, call: core.PredictCall, timeout_s: float | None
+        self, call: PredictCall, timeout_s: float | None
     ) -> dict[str, npt.NDArray[Any]]: ...
 
     @abc.abstractmethod
     async def _embed_chunk(
-        self, plan: core.EmbedPlan, chunk: core.EmbedChunk, timeout_s: float | None
+        self, plan: EmbedPlan, chunk: EmbedChunk, timeout_s: float | None
     ) -> npt.NDArray[np.float32]:
         """One chunk's embedding rows, checked to be one per text."""
 
     @abc.abstractmethod
     async def _fetch_status(
         self, version: int | None, version_label: str | None, timeout_s: float | None
-    ) -> list[core.ModelVersionStatus]: ...
+    ) -> list[ModelVersionStatus]: ...
 
     @abc.abstractmethod
     async def _fetch_metadata(
         self, version: int | None, version_label: str | None, timeout_s: float | None
-    ) -> core.ModelMetadata: ...
+    ) -> ModelMetadata: ...
 
     @abc.abstractmethod
     async def _close_transport(self) -> None: ...
@@ -77,9 +80,7 @@ class BaseClient(abc.ABC):
             out = client.predict({"text": ["hello"]}, signature_name="preprocess")
             out["input_word_ids"].dtype  # int32
         """
-        call = core.PredictCall(
-            inputs, signature_name, version, version_label, tuple(output_filter)
-        )
+        call = PredictCall(inputs, signature_name, version, version_label, tuple(output_filter))
         return await self._send_predict(call, timeout_s)
 
     async def _model_status(
@@ -88,12 +89,12 @@ class BaseClient(abc.ABC):
         version: int | None = None,
         version_label: str | None = None,
         timeout_s: float | None = None,
-    ) -> list[core.ModelVersionStatus]:
+    ) -> list[ModelVersionStatus]:
         """Every version's state (GetModelStatus, ``GET /v1/models/NAME``). Example::
 
         [s.state for s in client.model_status()]  # ["AVAILABLE"]
         """
-        core.check_version_choice(version, version_label)
+        check_version_choice(version, version_label)
         return await self._fetch_status(version, version_label, timeout_s)
 
     async def _model_metadata(
@@ -102,13 +103,13 @@ class BaseClient(abc.ABC):
         version: int | None = None,
         version_label: str | None = None,
         timeout_s: float | None = None,
-    ) -> core.ModelMetadata:
+    ) -> ModelMetadata:
         """Signatures with their inputs' and outputs' dtypes and shapes (GetModelMetadata,
         ``GET .../metadata``). Example::
 
             client.model_metadata().signatures["serving_default"].outputs["embedding"].shape
         """
-        core.check_version_choice(version, version_label)
+        check_version_choice(version, version_label)
         metadata = await self._fetch_metadata(version, version_label, timeout_s)
         self._metadata_cache[(version, version_label)] = metadata
         return metadata
@@ -128,9 +129,7 @@ class BaseClient(abc.ABC):
 
             vectors = client.embed(["a sentence", "another one"])  # float32 [2, 384]
         """
-        plan = core.EmbedPlan.make(
-            self.settings, texts, version=version, version_label=version_label
-        )
+        plan = EmbedPlan.make(self.settings, texts, version=version, version_label=version_label)
         if not plan.chunks:
             return np.zeros((0, 0), dtype=np.float32)
         if len(plan.chunks) == 1:
@@ -138,7 +137,7 @@ class BaseClient(abc.ABC):
         parts = await self._io.map(
             lambda chunk: self._embed_chunk(plan, chunk, timeout_s), plan.chunks
         )
-        return core.concat_rows(parts)
+        return concat_rows(parts)
 
     async def _wait_until_ready(
         self, timeout_s: float = 60.0, *, poll_interval_s: float = 0.2
@@ -161,7 +160,7 @@ class BaseClient(abc.ABC):
                     + (f" (last error: {last})" if last else ""),
                 )
             try:
-                if core.is_ready(await self._model_status(timeout_s=min(remaining, 5.0))):
+                if is_ready(await self._model_status(timeout_s=min(remaining, 5.0))):
                     return
             except (UnavailableError, NotFoundError, DeadlineExceededError) as exc:
                 last = exc

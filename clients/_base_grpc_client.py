@@ -11,8 +11,32 @@ import grpc  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 
-from clients import _core as core
 from clients._base_client import BaseClient
+from clients._chunking import EmbedChunk, EmbedPlan, embedding_rows
+from clients._error_mapping import error_from_grpc
+from clients._grpc_channel import (
+    GET_MODEL_METADATA_METHOD,
+    GET_MODEL_STATUS_METHOD,
+    PREDICT_METHOD,
+    grpc_channel_options,
+    grpc_target,
+)
+from clients._grpc_messages import (
+    build_metadata_request,
+    build_predict_request,
+    build_status_request,
+    parse_metadata_response,
+    parse_predict_response,
+    parse_status_response,
+)
+from clients._metadata import ModelMetadata, ModelVersionStatus
+from clients._predict_call import PredictCall
+from clients._settings import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT_S,
+    ClientSettings,
+)
 from clients.protos import serving_apis_pb2 as apis
 from clients.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from clients.tls_config import TlsConfig
@@ -34,16 +58,16 @@ class BaseGrpcClient(BaseClient):
         target: str | Sequence[str],
         *,
         model_name: str,
-        timeout_s: float = core.DEFAULT_TIMEOUT_S,
-        chunk_size: int = core.DEFAULT_CHUNK_SIZE,
-        max_concurrency: int = core.DEFAULT_MAX_CONCURRENCY,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         tls: TlsConfig | None = None,
         bearer_token: str | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         super().__init__(
-            core.ClientSettings(
+            ClientSettings(
                 model_name=model_name,
                 timeout_s=timeout_s,
                 chunk_size=chunk_size,
@@ -53,8 +77,8 @@ class BaseGrpcClient(BaseClient):
                 bearer_token=bearer_token,
             )
         )
-        options = core.grpc_channel_options(self.settings, channel_options)
-        address = core.grpc_target(target)
+        options = grpc_channel_options(self.settings, channel_options)
+        address = grpc_target(target)
         if tls is None:
             self._channel = self.channel_module.insecure_channel(address, options=options)
         else:
@@ -65,17 +89,17 @@ class BaseGrpcClient(BaseClient):
             )
         self._metadata = self.settings.auth_metadata()
         self._predict_rpc = self._channel.unary_unary(
-            core.PREDICT_METHOD,
+            PREDICT_METHOD,
             request_serializer=apis.PredictRequest.SerializeToString,
             response_deserializer=apis.PredictResponse.FromString,
         )
         self._metadata_rpc = self._channel.unary_unary(
-            core.GET_MODEL_METADATA_METHOD,
+            GET_MODEL_METADATA_METHOD,
             request_serializer=apis.GetModelMetadataRequest.SerializeToString,
             response_deserializer=apis.GetModelMetadataResponse.FromString,
         )
         self._status_rpc = self._channel.unary_unary(
-            core.GET_MODEL_STATUS_METHOD,
+            GET_MODEL_STATUS_METHOD,
             request_serializer=apis.GetModelStatusRequest.SerializeToString,
             response_deserializer=apis.GetModelStatusResponse.FromString,
         )
@@ -89,16 +113,16 @@ class BaseGrpcClient(BaseClient):
                 )
             )
         except grpc.RpcError as exc:  # grpc.aio.AioRpcError is one too
-            raise core.error_from_grpc(exc.code().name, exc.details()) from exc
+            raise error_from_grpc(exc.code().name, exc.details()) from exc
 
     async def _close_transport(self) -> None:
         await self._io.settle(self._channel.close())
 
     # --- the protocol's part of the shared method bodies -------------------------------------
     async def _send_predict(
-        self, call: core.PredictCall, timeout_s: float | None
+        self, call: PredictCall, timeout_s: float | None
     ) -> dict[str, npt.NDArray[Any]]:
-        request = core.build_predict_request(
+        request = build_predict_request(
             self.settings.model_name,
             call.inputs,
             signature_name=call.signature_name,
@@ -106,27 +130,27 @@ class BaseGrpcClient(BaseClient):
             version_label=call.version_label,
             output_filter=call.output_filter,
         )
-        return core.parse_predict_response(await self._call(self._predict_rpc, request, timeout_s))
+        return parse_predict_response(await self._call(self._predict_rpc, request, timeout_s))
 
     async def _embed_chunk(
-        self, plan: core.EmbedPlan, chunk: core.EmbedChunk, timeout_s: float | None
+        self, plan: EmbedPlan, chunk: EmbedChunk, timeout_s: float | None
     ) -> npt.NDArray[np.float32]:
         response = await self._call(self._predict_rpc, plan.grpc_request(chunk), timeout_s)
-        return core.embedding_rows(core.parse_predict_response(response), len(chunk.texts))
+        return embedding_rows(parse_predict_response(response), len(chunk.texts))
 
     async def _fetch_status(
         self, version: int | None, version_label: str | None, timeout_s: float | None
-    ) -> list[core.ModelVersionStatus]:
-        request = core.build_status_request(
+    ) -> list[ModelVersionStatus]:
+        request = build_status_request(
             self.settings.model_name, version=version, version_label=version_label
         )
-        return core.parse_status_response(await self._call(self._status_rpc, request, timeout_s))
+        return parse_status_response(await self._call(self._status_rpc, request, timeout_s))
 
     async def _fetch_metadata(
         self, version: int | None, version_label: str | None, timeout_s: float | None
-    ) -> core.ModelMetadata:
-        request = core.build_metadata_request(
+    ) -> ModelMetadata:
+        request = build_metadata_request(
             self.settings.model_name, version=version, version_label=version_label
         )
         response = await self._call(self._metadata_rpc, request, timeout_s)
-        return core.parse_metadata_response(response)
+        return parse_metadata_response(response)

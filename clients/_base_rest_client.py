@@ -13,10 +13,30 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from clients import _core as core
 from clients._base_client import BaseClient
+from clients._chunking import EmbedChunk, EmbedPlan, embedding_rows
+from clients._error_mapping import error_from_http, error_from_transport
+from clients._metadata import ModelMetadata, ModelVersionStatus, output_dtypes, single_output_name
+from clients._openai import build_openai_embeddings_body, parse_openai_embeddings_body
+from clients._predict_call import PredictCall
+from clients._rest_json import (
+    build_rest_predict_body,
+    filter_outputs,
+    parse_json,
+    parse_rest_metadata_body,
+    parse_rest_predict_body,
+    parse_rest_status_body,
+    rest_model_path,
+)
+from clients._settings import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT_S,
+    ClientSettings,
+)
+from clients._tensor_proto import encode_texts
 from clients.errors import DeadlineExceededError
-from clients.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
+from clients.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy, retry_delay
 from clients.tls_config import TlsConfig
 from models import contract
 
@@ -38,9 +58,9 @@ class BaseRestClient(BaseClient):
         base_url: str,
         *,
         model_name: str,
-        timeout_s: float = core.DEFAULT_TIMEOUT_S,
-        chunk_size: int = core.DEFAULT_CHUNK_SIZE,
-        max_concurrency: int = core.DEFAULT_MAX_CONCURRENCY,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         tls: TlsConfig | None = None,
         bearer_token: str | None = None,
@@ -48,7 +68,7 @@ class BaseRestClient(BaseClient):
         max_connections: int = 100,
     ) -> None:
         super().__init__(
-            core.ClientSettings(
+            ClientSettings(
                 model_name=model_name,
                 timeout_s=timeout_s,
                 chunk_size=chunk_size,
@@ -89,11 +109,11 @@ class BaseRestClient(BaseClient):
                     self._http.request(method, path, json=body, timeout=remaining)
                 )
                 if response.is_success:
-                    return core.parse_json(response.content)
-                error = core.error_from_http(response.status_code, response.content)
+                    return parse_json(response.content)
+                error = error_from_http(response.status_code, response.content)
             except (httpx.TransportError, OSError) as exc:
-                error, cause = core.error_from_transport(exc), exc
-            delay = core.retry_delay(
+                error, cause = error_from_transport(exc), exc
+            delay = retry_delay(
                 self.settings.retry,
                 error,
                 attempt=attempt,
@@ -112,7 +132,7 @@ class BaseRestClient(BaseClient):
 
     # --- the protocol's part of the shared method bodies -------------------------------------
     async def _send_predict(
-        self, call: core.PredictCall, timeout_s: float | None
+        self, call: PredictCall, timeout_s: float | None
     ) -> dict[str, npt.NDArray[Any]]:
         # JSON has no dtypes: the signature's metadata (fetched once per version) has them.
         metadata = self._metadata_cache.get((call.version, call.version_label))
@@ -124,35 +144,35 @@ class BaseRestClient(BaseClient):
         body = await self._request(
             "POST",
             path,
-            body=core.build_rest_predict_body(
+            body=build_rest_predict_body(
                 call.inputs, signature_name=call.signature_name, row_format=self._row_format
             ),
             timeout_s=timeout_s,
         )
-        outputs = core.parse_rest_predict_body(
+        outputs = parse_rest_predict_body(
             body,
-            output_dtypes=core.output_dtypes(metadata, call.signature_name),
-            single_output_name=core.single_output_name(
+            output_dtypes=output_dtypes(metadata, call.signature_name),
+            single_output_name=single_output_name(
                 metadata, call.signature_name, call.output_filter
             ),
         )
-        return core.filter_outputs(outputs, call.output_filter)
+        return filter_outputs(outputs, call.output_filter)
 
     async def _embed_chunk(
-        self, plan: core.EmbedPlan, chunk: core.EmbedChunk, timeout_s: float | None
+        self, plan: EmbedPlan, chunk: EmbedChunk, timeout_s: float | None
     ) -> npt.NDArray[np.float32]:
         body = await self._request(
             "POST",
             plan.rest_path,
-            body=core.build_rest_predict_body(
+            body=build_rest_predict_body(
                 {contract.TEXT: chunk.texts},
                 signature_name=contract.SERVING_DEFAULT,
                 row_format=self._row_format,
             ),
             timeout_s=timeout_s,
         )
-        outputs = core.parse_rest_predict_body(body, single_output_name=contract.EMBEDDING)
-        return core.embedding_rows(outputs, len(chunk.texts))
+        outputs = parse_rest_predict_body(body, single_output_name=contract.EMBEDDING)
+        return embedding_rows(outputs, len(chunk.texts))
 
     async def _embed_openai(
         self, texts: Sequence[str], *, timeout_s: float | None = None
@@ -162,30 +182,30 @@ class BaseRestClient(BaseClient):
 
             client.embed_openai(["hello", "world"])  # float32 [2, 384]
         """
-        encoded = core.encode_texts(texts)
+        encoded = encode_texts(texts)
         body = await self._request(
             "POST",
             contract.OPENAI_EMBEDDINGS_PATH,
-            body=core.build_openai_embeddings_body(self.settings.model_name, encoded),
+            body=build_openai_embeddings_body(self.settings.model_name, encoded),
             timeout_s=timeout_s,
         )
-        return core.parse_openai_embeddings_body(body, len(encoded))
+        return parse_openai_embeddings_body(body, len(encoded))
 
     async def _fetch_status(
         self, version: int | None, version_label: str | None, timeout_s: float | None
-    ) -> list[core.ModelVersionStatus]:
+    ) -> list[ModelVersionStatus]:
         body = await self._request(
             "GET", self._model_path(version, version_label), timeout_s=timeout_s
         )
-        return core.parse_rest_status_body(body)
+        return parse_rest_status_body(body)
 
     async def _fetch_metadata(
         self, version: int | None, version_label: str | None, timeout_s: float | None
-    ) -> core.ModelMetadata:
+    ) -> ModelMetadata:
         path = self._model_path(version, version_label) + "/metadata"
-        return core.parse_rest_metadata_body(await self._request("GET", path, timeout_s=timeout_s))
+        return parse_rest_metadata_body(await self._request("GET", path, timeout_s=timeout_s))
 
     def _model_path(self, version: int | None, version_label: str | None) -> str:
-        return core.rest_model_path(
+        return rest_model_path(
             self.settings.model_name, version=version, version_label=version_label
         )

@@ -1,8 +1,9 @@
 """The clients' one exception hierarchy.
 
 Every failure a caller of ``clients`` sees is a :class:`TextServeError`; transport exceptions
-(``grpc.RpcError``, ``httpx.HTTPError``) are translated at one boundary in ``clients._core``
-and chained (``raise ... from exc``), never leaked.
+(``grpc.RpcError``, ``httpx.HTTPError``) are translated at one boundary per protocol
+(``clients._base_grpc_client``, ``clients._base_rest_client``, through the one mapping in
+``clients._error_mapping``) and chained (``raise ... from exc``), never leaked.
 
 =====================================  ===========================================  ==========
 class                                  gRPC status                                  HTTP
@@ -57,7 +58,11 @@ class InvalidInputError(TextServeError):
 
 
 class NotFoundError(TextServeError):
-    """Unknown model, version, label or signature (NOT_FOUND / 404)."""
+    """Unknown model or version (NOT_FOUND / 404).
+
+    An unknown version label is INVALID_ARGUMENT and an unknown signature FAILED_PRECONDITION,
+    as in TF Serving: both are ``InvalidInputError``.
+    """
 
 
 class OverloadedError(TextServeError):

@@ -34,12 +34,12 @@ from clients.errors import TextServeError
 from clients.loadtest_workload import Workload
 from clients.retry_policy import RetryPolicy
 from clients.tls_config import TlsConfig
+from models import contract
 
 Target = Literal["grpc", "rest", "openai"]
 TARGETS: tuple[Target, ...] = ("grpc", "rest", "openai")
 # Explicit load shedding (ours: RESOURCE_EXHAUSTED / 429; TF Serving's full batch queue:
 # UNAVAILABLE) is accounted and reported, but does not fail a run.
-OVERLOAD_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE"})
 Embedder = Callable[[list[str]], Awaitable[npt.NDArray[np.float32]]]
 
 
@@ -132,7 +132,7 @@ class PhaseResult:
 
     @property
     def unexpected_errors(self) -> dict[str, int]:
-        return {c: n for c, n in self.errors.items() if c not in OVERLOAD_CODES}
+        return {c: n for c, n in self.errors.items() if c not in contract.OVERLOAD_CODES}
 
     def figures(self) -> dict[str, float]:
         measured = [r for r in self.records if r.measured]

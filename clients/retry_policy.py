@@ -7,9 +7,7 @@ import random
 from typing import Any
 
 from clients.errors import TextServeError
-
-PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
-MODEL_SERVICE = "tensorflow.serving.ModelService"
+from models import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +59,7 @@ class RetryPolicy:
 
     def grpc_method_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
-            "name": [{"service": PREDICTION_SERVICE}, {"service": MODEL_SERVICE}],
+            "name": [{"service": contract.PREDICTION_SERVICE}, {"service": contract.MODEL_SERVICE}],
         }
         if self.max_attempts > 1:
             config["retryPolicy"] = {
@@ -75,3 +73,22 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+def retry_delay(
+    policy: RetryPolicy,
+    error: TextServeError,
+    *,
+    attempt: int,
+    remaining_s: float,
+    rng: random.Random,
+) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise ``error``.
+
+    Gives up on non-retryable codes, after ``policy.max_attempts``, and when the pause would
+    eat the rest of the call's deadline.
+    """
+    if not policy.is_retryable(error) or attempt >= policy.max_attempts:
+        return None
+    delay = policy.backoff_s(attempt, rng)
+    return delay if delay < remaining_s else None

@@ -60,6 +60,31 @@ ATTR_VOCAB_FILE = "vocab_file"  # tf.saved_model.Asset
 ATTR_DO_LOWER_CASE = "do_lower_case"  # bool tf.Variable
 ATTR_MAX_SEQ_LENGTH = "max_seq_length"  # int32 tf.Variable
 ATTR_LENGTH_BUCKETS = "length_buckets"  # int32 tf.Variable [n]
+# TF Hub's REUSABLE SavedModel attributes (tensorflow.org/hub/reusable_saved_models).
+ATTR_VARIABLES = "variables"  # every weight the callables read
+ATTR_TRAINABLE_VARIABLES = "trainable_variables"  # those fine-tuning may change
+ATTR_REGULARIZATION_LOSSES = "regularization_losses"  # zero-argument tf.functions (none here)
+# Encoder exports: the Hugging Face key of each entry of ``variables`` and whether it is stored
+# transposed (a zero-argument function), so fine-tuned weights can be written back as a
+# Hugging Face checkpoint.
+ATTR_CHECKPOINT_KEYS = "checkpoint_keys"
+
+# --- TF Hub Common SavedModel APIs for text (tensorflow.org/hub/common_saved_model_apis/text) --
+EXPORT_END_TO_END = "end-to-end"  # raw text -> task outputs; what TF Serving serves
+EXPORT_PREPROCESSING = "preprocessing"  # TF Hub preprocessor: text -> encoder inputs
+EXPORT_ENCODER = "encoder"  # TF Hub encoder: encoder inputs -> pooled/sequence outputs
+EXPORT_ENCODER_WITH_MLM = "encoder-with-mlm"  # the encoder plus its ``mlm`` subobject
+EXPORT_TYPES = (EXPORT_END_TO_END, EXPORT_PREPROCESSING, EXPORT_ENCODER, EXPORT_ENCODER_WITH_MLM)
+TFHUB_TOKENIZE = "tokenize"  # preprocessor.tokenize(text) -> ragged ids
+TFHUB_BERT_PACK_INPUTS = "bert_pack_inputs"  # preprocessor.bert_pack_inputs(segments, seq_length)
+TFHUB_SPECIAL_TOKENS_DICT = "get_special_tokens_dict"  # preprocessor.tokenize.<this>()
+TFHUB_DEFAULT_SEQ_LENGTH = 128  # the Common API's default seq_length
+# Keys of get_special_tokens_dict().
+VOCAB_SIZE = "vocab_size"
+PADDING_ID = "padding_id"
+START_OF_SEQUENCE_ID = "start_of_sequence_id"
+END_OF_SEGMENT_ID = "end_of_segment_id"
+MASK_ID = "mask_id"
 
 # --- Files inside an exported version directory ------------------------------------------
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"  # TF Serving's own name

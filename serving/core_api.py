@@ -31,10 +31,10 @@ class ModelRef:
 
 
 class CheckedInputs(Mapping[str, np.ndarray]):
-    """Decoded request inputs that passed the wire checks, made only by ``TensorCodec``.
+    """Decoded request inputs that passed the wire checks, made only by ``InputChecks``.
 
     The checks every input needs whatever the model (non-empty, rows per request, UTF-8 and
-    characters per text) live in ``TensorCodec.check_input`` alone; the core serves only
+    characters per text) live in ``InputChecks.check_input`` alone; the core serves only
     inputs of this type, so no front can skip them and the core does not repeat them.
     Strings are ``object`` arrays of bytes.
     """

@@ -1,7 +1,8 @@
 """TF Serving's gRPC API (PredictionService, ModelService, grpc.health.v1) over ``InferenceCore``.
 
-The handlers only translate: protos -> ``PredictCall`` through ``TensorCodec`` (wire checks),
-the core does the work, and a ``ServingError`` becomes the gRPC status with its message.
+The handlers only translate: protos -> calls of ``TfServingApi`` (TensorProtos decoded and
+checked by ``TensorProtoCodec``), and a ``ServingError`` becomes the gRPC status with its
+message.
 
 No TensorFlow in this process: the messages are the project's own wire-compatible ones
 (``clients.protos``, ``serving.protos.textserve_front_pb2``), served under TF Serving's
@@ -33,10 +34,11 @@ from clients.protos import serving_apis_pb2 as apis
 from models import contract
 from serving.core_api import InferenceCore, ModelRef, PredictCall
 from serving.errors import Code, ServingError
+from serving.input_checks import InputChecks
 from serving.limits import Limits
 from serving.protos import textserve_front_pb2 as tfs
 from serving.server_config import SslSettings
-from serving.tensor_codec import TensorCodec
+from serving.tensor_proto_codec import TensorProtoCodec
 from serving.tf_serving_api import ExampleMethod, TfServingApi
 from serving.tf_serving_messages import metadata_response, status_response
 
@@ -160,7 +162,7 @@ class GrpcFront:
         self.ssl = ssl
         self.port = port
         self.host = host
-        self.codec = TensorCodec(limits)
+        self.codec = TensorProtoCodec(InputChecks(limits))
         self.enable_health = enable_health
         self.tensor_content = tensor_content
         self.max_concurrent_rpcs = max_concurrent_rpcs
@@ -171,7 +173,7 @@ class GrpcFront:
     async def start(self) -> int:
         options = [
             # gRPC refuses bigger messages itself, with RESOURCE_EXHAUSTED, before decoding.
-            ("grpc.max_receive_message_length", self.codec.limits.max_request_bytes),
+            ("grpc.max_receive_message_length", self.codec.checks.limits.max_request_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
         ]

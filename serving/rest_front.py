@@ -43,10 +43,12 @@ from google.protobuf import json_format
 from models import contract
 from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
 from serving.errors import Code, ServingError
+from serving.input_checks import InputChecks
 from serving.json_log import RejectedHttpFilter
 from serving.limits import Limits
+from serving.predict_json import PredictJson
+from serving.request_body import read_body
 from serving.served_signature import ServedSignature
-from serving.tensor_codec import TensorCodec
 from serving.tf_serving_api import ExampleMethod, TfServingApi
 from serving.tf_serving_messages import metadata_response, signature_def_map, status_response
 
@@ -94,7 +96,8 @@ class RestFront:
         self.api = TfServingApi(core)
         self.port = port
         self.host = host
-        self.codec = TensorCodec(limits)
+        self.checks = InputChecks(limits)
+        self.json = PredictJson(self.checks)
         self.timeout_s = timeout_ms / 1000 if timeout_ms else None
         self.metrics_path = metrics_path
         self._openapi = OPENAPI_FILE.read_bytes()
@@ -109,7 +112,7 @@ class RestFront:
         """The aiohttp application (``start()`` serves it; tests may drive it in-process)."""
         # +1 so that an over-limit body reaches our own check and its error message.
         app = web.Application(
-            client_max_size=self.codec.limits.max_request_bytes + 1,
+            client_max_size=self.checks.limits.max_request_bytes + 1,
             middlewares=[self._track_in_flight],
         )
         # One route for every path: TF Serving matches its paths case-insensitively, and a path
@@ -132,7 +135,7 @@ class RestFront:
         return _error(ServingError(Code.NOT_FOUND, f"Not found: {request.method} {path}"))
 
     async def start(self) -> int:
-        # Bodies are decompressed by TensorCodec.read_body, within the byte limit.
+        # Bodies are decompressed by serving.request_body.read_body, within the byte limit.
         # handler_cancellation: aiohttp (since 3.8) lets a handler run on when its client
         # disconnects; cancelling it instead drops the request's queued work (the batcher
         # forgets a cancelled caller's rows) and counts it as CANCELLED.
@@ -220,14 +223,14 @@ class RestFront:
     async def _predict(self, request: web.Request, ref: ModelRef) -> web.Response:
         try:
             doc = await self._read_json(request)
-            form = self.codec.predict_json_form(doc)
+            form = self.json.predict_json_form(doc)
         except ServingError as exc:  # the api counts what reaches it; count the rest
             self.core.record_request(model=ref.name, api="rest", code=exc.code)
             raise
 
         def decode(signature: ServedSignature) -> CheckedInputs:
             dtypes = {name: tensor.dtype_enum for name, tensor in signature.inputs.items()}
-            return self.codec.decode_predict_json(doc, dtypes)
+            return self.json.decode_predict_json(doc, dtypes)
 
         call = PredictCall(
             model=ref,
@@ -238,11 +241,11 @@ class RestFront:
             api="rest",
         )
         result = await self.api.predict(call)
-        return _json_response(self.codec.encode_predict_json(result.outputs, form))
+        return _json_response(self.json.encode_predict_json(result.outputs, form))
 
     async def _read_json(self, request: web.Request) -> Any:
         declared = request.content_length
-        limit = self.codec.limits.max_request_bytes
+        limit = self.checks.limits.max_request_bytes
         if declared is not None and declared > limit:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
@@ -264,9 +267,9 @@ class RestFront:
             if coding.strip().lower() not in ("", "chunked", "identity")
         ]
         for coding in reversed(transfer):
-            raw = self.codec.read_body(raw, coding)
-        body = self.codec.read_body(raw, request.headers.get("Content-Encoding"))
-        return self.codec.parse_json(body)
+            raw = read_body(raw, coding, limit=limit)
+        body = read_body(raw, request.headers.get("Content-Encoding"), limit=limit)
+        return self.json.parse_json(body)
 
     def _metadata_json(self, ref: ModelRef) -> bytes:
         """TF Serving's metadata JSON: model_spec, then the unpacked SignatureDefMap."""
@@ -286,6 +289,17 @@ class RestFront:
     def _deadline(self) -> float | None:
         return None if self.timeout_s is None else time.monotonic() + self.timeout_s
 
+    def _text_inputs(self, texts: list[str]) -> CheckedInputs:
+        """JSON strings as the ``text`` input: valid UTF-8 already (orjson), length checked on
+        the characters at hand rather than by decoding the bytes again."""
+        limit = self.checks.limits.max_text_chars
+        for index, text in enumerate(texts):
+            if len(text) > limit:
+                raise self.checks.too_long(contract.TEXT, index, len(text))
+        array = np.empty(len(texts), dtype=object)
+        array[:] = [text.encode("utf-8") for text in texts]
+        return self.checks.check_inputs({contract.TEXT: array}, texts_checked={contract.TEXT})
+
     # ------------------------------------------------------------------ OpenAI embeddings
     async def _handle_embeddings(self, request: web.Request) -> web.Response:
         try:
@@ -301,6 +315,7 @@ class RestFront:
         try:
             doc = await self._read_json(request)
             ref, texts, encoding, dimensions = _embeddings_request(doc)
+            inputs = self._text_inputs(texts)
         except ServingError as exc:  # the api counts what reaches it; count the rest
             model = doc.get("model") if isinstance(doc, dict) else None
             self.core.record_request(
@@ -308,8 +323,6 @@ class RestFront:
             )
             raise
         deadline = self._deadline()
-
-        inputs = self.codec.check_inputs({contract.TEXT: _text_array(texts)})
 
         def decode(signature: ServedSignature) -> CheckedInputs:
             _check_embedding_signature(signature, ref.name, dimensions)
@@ -367,12 +380,6 @@ def _model_ref(name: str, version: str | None, label: str | None) -> ModelRef:
         version=parsed_version,
         label=urllib.parse.unquote(label) if label else None,
     )
-
-
-def _text_array(texts: list[str]) -> np.ndarray:
-    array = np.empty(len(texts), dtype=object)
-    array[:] = [text.encode("utf-8") for text in texts]
-    return array
 
 
 def _embeddings_request(doc: Any) -> tuple[ModelRef, list[str], str, Any]:

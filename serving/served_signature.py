@@ -7,42 +7,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from clients.protos import tensor_pb2
+from clients.tensor_dtypes import datatype_name
 from models import contract
 from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
+from serving.input_checks import SERVED_DTYPES
 from serving.protos import textserve_front_pb2
-
-# tensorflow.DataType enum values (tensorflow/core/framework/types.proto) -> numpy dtypes.
-_NUMPY_BY_DT: dict[int, np.dtype] = {
-    1: np.dtype(np.float32),
-    2: np.dtype(np.float64),
-    3: np.dtype(np.int32),
-    4: np.dtype(np.uint8),
-    5: np.dtype(np.int16),
-    6: np.dtype(np.int8),
-    7: np.dtype(object),  # DT_STRING: object arrays of bytes
-    9: np.dtype(np.int64),
-    10: np.dtype(np.bool_),
-    17: np.dtype(np.uint16),
-    19: np.dtype(np.float16),
-    22: np.dtype(np.uint32),
-    23: np.dtype(np.uint64),
-}
-_DT_NAMES = {
-    1: "DT_FLOAT",
-    2: "DT_DOUBLE",
-    3: "DT_INT32",
-    4: "DT_UINT8",
-    5: "DT_INT16",
-    6: "DT_INT8",
-    7: "DT_STRING",
-    9: "DT_INT64",
-    10: "DT_BOOL",
-    17: "DT_UINT16",
-    19: "DT_HALF",
-    22: "DT_UINT32",
-    23: "DT_UINT64",
-}
 
 # String inputs with these names carry text: their length groups requests into batches.
 TEXT_INPUT_NAMES = frozenset({contract.TEXT, contract.TEXT_PAIR})
@@ -56,11 +27,11 @@ class ServedTensor:
 
     @property
     def numpy_dtype(self) -> np.dtype | None:
-        return _NUMPY_BY_DT.get(self.dtype_enum)
+        return SERVED_DTYPES.get(self.dtype_enum)
 
     @property
     def dtype_name(self) -> str:
-        return _DT_NAMES.get(self.dtype_enum, f"DataType({self.dtype_enum})")
+        return datatype_name(self.dtype_enum)
 
     def describe_shape(self) -> str:
         if self.shape is None:
@@ -110,7 +81,7 @@ class ServedSignature:
         exact.
 
         What holds whatever the model (non-empty, rows per request, UTF-8, text length) was
-        checked once, by the ``TensorCodec`` that made ``inputs``; anything else is refused
+        checked once, by the ``InputChecks`` that made ``inputs``; anything else is refused
         rather than served unchecked. ``exact_dtypes`` (gRPC): a TensorProto's dtype must
         equal the signature's, as in TF Serving. Otherwise (REST JSON) numbers are converted
         to the signature's dtype when the values fit exactly.
@@ -119,7 +90,7 @@ class ServedSignature:
             raise ServingError(
                 Code.INTERNAL,
                 f"inputs of type {type(inputs).__name__} did not pass the wire checks; "
-                "decode requests with serving.tensor_codec.TensorCodec",
+                "build them with serving.input_checks.InputChecks",
             )
         given, wanted = set(inputs), set(self.inputs)
         if given != wanted:
@@ -166,7 +137,7 @@ class ServedSignature:
                         f"all inputs "
                         "must have the same batch size",
                     )
-            if spec.dtype_enum == 7 and name in TEXT_INPUT_NAMES:
+            if spec.dtype_enum == tensor_pb2.DT_STRING and name in TEXT_INPUT_NAMES:
                 text_length = max(text_length, max(len(value) for value in arr.flat))
             out[name] = arr
         return ValidatedInputs(out, rows if rows is not None else 1, text_length)

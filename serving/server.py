@@ -11,11 +11,14 @@ the fronts close, the worker stops and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 
 from serving.grpc_front import GrpcFront
 from serving.json_log import configure_logging
+from serving.native_log import NativeStderr
 from serving.rest_front import RestFront
 from serving.server_config import ServerConfig
 from serving.serving_core import ServingCore
@@ -35,8 +38,50 @@ def _rest_front(core: ServingCore, config: ServerConfig) -> RestFront:
     )
 
 
+class PortInUseError(OSError):
+    """A port flag names a port another process listens on (the CLI prints it, exits 1)."""
+
+    def __init__(self, flag: str, host: str, port: int) -> None:
+        super().__init__(
+            errno.EADDRINUSE,
+            f"{flag}={port}: address already in use ({host}:{port}); another server listens "
+            "there: stop it or choose another port",
+        )
+        self.flag, self.host, self.port = flag, host, port
+
+
+def check_ports_free(config: ServerConfig) -> None:
+    """Raise ``PortInUseError`` before anything starts, rather than a traceback half-way."""
+    for flag, port in (("--port", config.grpc_port), ("--rest_api_port", config.rest_port)):
+        if not port:
+            continue
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the fronts bind: a port in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((config.host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(flag, config.host, port) from exc
+                raise
+
+
 async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None) -> int:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; returns the process exit code."""
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; returns the process exit code.
+
+    Raises ``PortInUseError`` before starting anything when a port is taken.
+    """
+    check_ports_free(config)
+    native = NativeStderr(debug=config.log_level == "debug")
+    native.start()
+    try:
+        return await _serve(config, stop=stop)
+    finally:
+        native.stop()
+
+
+async def _serve(config: ServerConfig, *, stop: asyncio.Event | None) -> int:
     configure_logging(config.log_level)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()

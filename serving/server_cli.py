@@ -8,8 +8,6 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Inherited by the TF worker process, which is the only one that imports TensorFlow.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import asyncio
 
     from serving.server_config import ConfigError
@@ -20,9 +18,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"textserve-server: error: {exc}", file=sys.stderr)
         return 2
-    from serving.server import serve
+    if config.log_level != "debug":
+        # Inherited by the TF worker process, which is the only one that imports TensorFlow;
+        # what TF prints before reading it is filtered by serving.native_log.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from serving.server import PortInUseError, serve
 
-    return asyncio.run(serve(config))
+    try:
+        return asyncio.run(serve(config))
+    except PortInUseError as exc:
+        print(f"textserve-server: error: {exc.strerror}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

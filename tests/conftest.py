@@ -96,6 +96,7 @@ def _write_tiny_checkpoint(
     torch.manual_seed(seed)
     model_class = {
         "masked_lm": transformers.BertForMaskedLM,
+        "pretraining": transformers.BertForPreTraining,
         "classification": transformers.BertForSequenceClassification,
         "base": transformers.BertModel,
         "token_classification": transformers.BertForTokenClassification,
@@ -139,7 +140,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
     """Factory: ``tiny_checkpoint(kind, weights_format=..., key_style=..., drop_keys=...)``.
 
     ``kind``: ``masked_lm`` | ``classification`` (id2label negative/neutral/positive) | ``base``
-    | ``token_classification`` (BIO labels PER/LOC and a bare MISC) | ``question_answering``.
+    | ``token_classification`` (BIO labels PER/LOC and a bare MISC) | ``question_answering``
+    | ``pretraining`` (BertForPreTraining: MLM and NSP heads).
     ``weights_format``: ``safetensors`` | ``bin`` (pytorch_model.bin via torch.save).
     ``key_style``: ``default`` | ``gamma_beta`` | ``no_prefix`` | ``gamma_beta_no_prefix``.
     Checkpoints are cached for the session by their arguments.

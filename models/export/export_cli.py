@@ -35,6 +35,8 @@ examples:
   textserve-export --checkpoint ./bert-base-uncased --output exported/mlm/3 \\
       --task fill-mask --top-k 10
   textserve-export --checkpoint ./uncased_L-12_H-768_A-12 --output exported/bert/1
+  textserve-export --checkpoint ./bert-base-uncased --output hub/encoder/1 \\
+      --export-type encoder-with-mlm                   # TF Hub encoder + encoder.mlm
 
 exit codes: 0 exported; 1 export or verification failed; 2 bad checkpoint, flags or output.
 """
@@ -58,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BASE/VERSION",
         required=True,
         help="version directory to create, e.g. exported/minilm/1 (VERSION: positive integer)",
+    )
+    parser.add_argument(
+        "--export-type",
+        choices=contract.EXPORT_TYPES,
+        default=contract.EXPORT_END_TO_END,
+        help="end-to-end (default): raw text -> task outputs, the one artifact TF Serving "
+        "serves. preprocessing / encoder / encoder-with-mlm: the halves of TF Hub's Common "
+        "SavedModel API for text (hub.load, hub.KerasLayer, fine-tuning); see docs/tfhub.md. "
+        "--max-seq-length is then the preprocessor's seq_length (default 128)",
     )
     parser.add_argument(
         "--task",
@@ -165,10 +176,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.quiet,
             do_lower_case=None if args.do_lower_case is None else args.do_lower_case == "true",
+            export_type=args.export_type,
         )
     except ModelError as exc:
         print(f"textserve-export: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if report.export_type != contract.EXPORT_END_TO_END:
+        checked = (
+            f"verified, max abs diff {report.max_abs_diff:.2g}"
+            if report.verified
+            else "NOT verified (--no-verify)"
+        )
+        print(
+            f"exported TF Hub {report.export_type} to {report.output} "
+            f"({report.weights_loaded} weights, {checked}, {report.seconds:.0f} s)"
+        )
+        return 0
     verified = (
         f"verified, max abs diff {report.max_abs_diff:.2g}"
         if report.verified

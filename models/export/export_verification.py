@@ -11,7 +11,6 @@ Three checks, all on the SAVED directory (what TF Serving will load, not the Pyt
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -39,23 +38,6 @@ TF_TEXT_OP_SINCE = {
 }
 _PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 _BATCH = 32
-
-
-@dataclasses.dataclass(frozen=True)
-class VerificationReport:
-    """Figures of a passed verification (they go into the model card)."""
-
-    token_texts: int
-    token_pairs: int
-    output_texts: int
-    max_abs_diff: float
-    tolerance: float
-    worst_text: str
-    ops: tuple[str, ...]
-    tf_text_ops: dict[str, str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def probe_pairs(texts: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -54,6 +54,7 @@ class ExportReport:
     max_abs_diff: float | None
     tf_text_ops: dict[str, str]
     seconds: float
+    export_type: str = contract.EXPORT_END_TO_END
 
 
 def export_model(
@@ -69,8 +70,15 @@ def export_model(
     overwrite: bool = False,
     progress: bool = True,
     do_lower_case: bool | None = None,
+    export_type: str = contract.EXPORT_END_TO_END,
 ) -> ExportReport:
     """Export ``checkpoint`` to ``output`` (``BASE/VERSION``, TF Serving's layout).
+
+    ``export_type``: ``end-to-end`` (the default: raw text -> task outputs, what TF Serving
+    serves) or one half of TF Hub's Common SavedModel API for text: ``preprocessing``,
+    ``encoder``, ``encoder-with-mlm`` (see :func:`models.export.tfhub_exporter.export_tfhub`;
+    ``max_seq_length`` is then the preprocessor's ``seq_length``, default 128, and the
+    end-to-end options ``task``, ``length_buckets``, ``jit_compile`` and ``top_k`` are refused).
 
     ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. A Google
     TF1 BERT or TF Model Garden TF2 checkpoint is converted first (see
@@ -95,6 +103,29 @@ def export_model(
 
         report = export_model(checkpoint=None, output="exported/minilm/1")
     """
+    if export_type != contract.EXPORT_END_TO_END:
+        if export_type not in contract.EXPORT_TYPES:
+            raise ExportConfigError(
+                f"--export-type must be one of {', '.join(contract.EXPORT_TYPES)}, not "
+                f"{export_type!r}"
+            )
+        if task is not None or length_buckets is not None or jit_compile or top_k != 5:
+            raise ExportConfigError(
+                f"--task, --length-buckets, --jit-compile and --top-k apply to end-to-end "
+                f"exports only, not to --export-type {export_type}"
+            )
+        from models.export.tfhub_exporter import export_tfhub
+
+        return export_tfhub(
+            checkpoint=checkpoint,
+            output=output,
+            export_type=export_type,
+            max_seq_length=max_seq_length,
+            verify=verify,
+            overwrite=overwrite,
+            progress=progress,
+            do_lower_case=do_lower_case,
+        )
     started = time.monotonic()
     output = Path(output).expanduser().absolute()
     _check_output(output, overwrite=overwrite)

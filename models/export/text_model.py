@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from models import contract
 from models.bert.bert_encoder import BertEncoder
+from models.export.tfhub_reusable_module import TfHubReusableModule
 from models.layers.classification_head import ClassificationHead
 from models.layers.masked_lm_head import MaskedLMHead
 from models.layers.sentence_embedding_head import SentenceEmbeddingHead
@@ -25,7 +26,7 @@ _TEXT_PAIR_SPEC = tf.TensorSpec([None], tf.string, name=contract.TEXT_PAIR)
 _POSITIONS_SPEC = tf.TensorSpec([None, None], tf.int32, name=contract.MASKED_LM_POSITIONS)
 
 
-class TextModel(tf.Module):
+class TextModel(TfHubReusableModule):
     """Raw strings in, task outputs out: what ``tf.saved_model.save`` writes.
 
     Signatures (names from :mod:`models.contract`, see :meth:`signatures`):
@@ -35,6 +36,10 @@ class TextModel(tf.Module):
     - ``encode``: those three -> ``pooled_output``, ``sequence_output``, ``default``,
       ``encoder_outputs`` ``[layers, batch, seq, hidden]``;
     - ``mlm`` (fill-mask only): the three + ``masked_lm_positions`` -> ``mlm_logits``.
+
+    The loaded object is also callable (``model(text)`` = ``serving_default``) and carries TF
+    Hub's REUSABLE attributes (``variables``, ``trainable_variables``: the encoder's and head's
+    weights; ``regularization_losses``: none), so ``hub.load`` / ``hub.KerasLayer`` accept it.
 
     Task outputs: ``embedding``; ``logits``, ``probabilities``, ``labels``; for token
     classification ``token_logits``/``token_probabilities`` ``[batch, seq, labels]`` and
@@ -110,6 +115,8 @@ class TextModel(tf.Module):
                 ),
                 default_value="",
             )
+        weights = {id(w): w for w in [*encoder.weights, *head.weights]}
+        self.set_reusable_weights(trainable=list(weights.values()))
         # autograph=False everywhere: nothing here branches on tensors, and autograph's source
         # conversion of the tokenizer and Keras code costs ~10 s per trace.
         self._run_encoder = tf.function(
@@ -184,6 +191,11 @@ class TextModel(tf.Module):
         }
 
     # --- signatures ---------------------------------------------------------------------------
+    @tf.function(autograph=False, input_signature=[_TEXT_SPEC])
+    def __call__(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The callable root: ``serving_default`` (calls its trace rather than re-tracing)."""
+        return self.serve_text(text)
+
     @tf.function(autograph=False, input_signature=[_TEXT_SPEC])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         return self.task_outputs(self.preprocess(text))

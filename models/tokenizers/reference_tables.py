@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import os
+import random
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -28,9 +29,18 @@ from models.tokenizers.special_tokens_template import SpecialTokensTemplate
 
 __all__ = ["WORD_BREAK", "ReferenceTables", "UnsupportedTokenizerError"]
 
-# Word boundaries in the composed map. A space is whitespace for every BERT pre-tokenizer, so no
-# word can contain it after the map is applied.
+# Word boundaries in the composed map. A space is whitespace for every pre-tokenizer reproduced
+# here (checked when the map is derived), so no word can contain it after the map is applied.
 WORD_BREAK = " "
+# Rust's char::is_whitespace (Unicode White_Space): what the reference's lstrip/rstrip of added
+# tokens and its whitespace pre-tokenizers treat as whitespace.
+WHITESPACE = "".join(
+    chr(cp)
+    for cp in (
+        *range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
+        0x2028, 0x2029, 0x202F, 0x205F, 0x3000,
+    )
+)  # fmt: skip
 
 _SURROGATES = range(0xD800, 0xE000)
 
@@ -64,6 +74,8 @@ class ReferenceTables:
     mask_token: str
     # Special tokens and type ids around one or two segments (the reference's post-processor).
     template: SpecialTokensTemplate
+    # Literal tokens that swallow the whitespace before / after them -> (lstrip, rstrip).
+    literal_strip: Mapping[str, tuple[bool, bool]] = dataclasses.field(default_factory=dict)
 
     def token_id(self, token: str) -> int:
         return self._ids[token]
@@ -90,9 +102,12 @@ class ReferenceTables:
                 f"{type(tokenizer).__name__} is not a fast (tokenizers-backed) tokenizer"
             )
         spec = json.loads(backend.to_str())
-        normalizer = _expect_type(spec.get("normalizer"), "BertNormalizer", "normalizer")
-        _expect_type(spec.get("pre_tokenizer"), "BertPreTokenizer", "pre_tokenizer")
+        normalizer = spec.get("normalizer")
+        _check_normalizer(normalizer)
+        _check_pre_tokenizer(spec.get("pre_tokenizer"))
         model = _expect_type(spec.get("model"), "WordPiece", "model")
+        bert = normalizer if (normalizer or {}).get("type") == "BertNormalizer" else None
+        members = _members(normalizer)
 
         vocab = _vocab_in_id_order(model["vocab"])
         special = {
@@ -106,19 +121,20 @@ class ReferenceTables:
             if token is None or token not in vocab:
                 raise UnsupportedTokenizerError(f"{name} {token!r} is missing from the vocabulary")
         ids = {token: index for index, token in enumerate(vocab)}
-        literal_tokens = _literal_tokens(spec.get("added_tokens") or [], ids)
+        literal_tokens, literal_strip = _literal_tokens(spec.get("added_tokens") or [], ids)
         template = SpecialTokensTemplate.from_reference(tokenizer)
 
         return cls(
             vocab=vocab,
             char_map=_cached_char_map(backend, spec),
-            do_lower_case=bool(normalizer["lowercase"]),
-            strip_accents=normalizer.get("strip_accents"),
-            handle_chinese_chars=bool(normalizer["handle_chinese_chars"]),
-            clean_text=bool(normalizer["clean_text"]),
+            do_lower_case=bool(bert["lowercase"]) if bert else "Lowercase" in members,
+            strip_accents=bert.get("strip_accents") if bert else "StripAccents" in members,
+            handle_chinese_chars=bool(bert and bert["handle_chinese_chars"]),
+            clean_text=bool(bert and bert["clean_text"]),
             continuing_subword_prefix=model["continuing_subword_prefix"],
             max_input_chars_per_word=int(model["max_input_chars_per_word"]),
             literal_tokens=literal_tokens,
+            literal_strip=literal_strip,
             template=template,
             **special,
         )
@@ -145,14 +161,17 @@ def _vocab_in_id_order(vocab: dict[str, int]) -> tuple[str, ...]:
     return tokens
 
 
-def _literal_tokens(added_tokens: list[dict[str, Any]], ids: dict[str, int]) -> dict[str, int]:
+def _literal_tokens(
+    added_tokens: list[dict[str, Any]], ids: dict[str, int]
+) -> tuple[dict[str, int], dict[str, tuple[bool, bool]]]:
     literal: dict[str, int] = {}
+    strip: dict[str, tuple[bool, bool]] = {}
     for added in added_tokens:
         content = added["content"]
-        if added.get("normalized") or added.get("lstrip") or added.get("rstrip"):
+        if added.get("normalized"):
             raise UnsupportedTokenizerError(
-                f"added token {content!r} is normalized or strips spaces; only raw-text matches "
-                "(normalized=False, lstrip=False, rstrip=False) are reproduced"
+                f"added token {content!r} is normalized; only raw-text matches "
+                "(normalized=False) are reproduced"
             )
         if added.get("single_word"):
             raise UnsupportedTokenizerError(f"added token {content!r} is single_word")
@@ -161,8 +180,14 @@ def _literal_tokens(added_tokens: list[dict[str, Any]], ids: dict[str, int]) -> 
                 f"added token {content!r} (id {added['id']}) is not the vocabulary's token"
             )
         literal[content] = added["id"]
+        if added.get("lstrip") or added.get("rstrip"):
+            if any(char in WHITESPACE for char in content):
+                raise UnsupportedTokenizerError(
+                    f"added token {content!r} strips whitespace and contains some"
+                )
+            strip[content] = (bool(added.get("lstrip")), bool(added.get("rstrip")))
     _check_no_overlap(list(literal))
-    return literal
+    return literal, strip
 
 
 def _check_no_overlap(tokens: list[str]) -> None:
@@ -189,8 +214,131 @@ def _cached_char_map(backend: Any, spec: dict[str, Any]) -> Mapping[str, str]:
     key = json.dumps([spec["normalizer"], spec["pre_tokenizer"]], sort_keys=True)
     if key not in _CHAR_MAPS:
         composed = _composed_char_map(backend.normalizer, backend.pre_tokenizer)
+        _check_on_corpus(composed, backend, spec)
         _CHAR_MAPS[key] = types.MappingProxyType(composed)
     return _CHAR_MAPS[key]
+
+
+# --- which normalizers and pre-tokenizers the map can stand for ------------------------------
+# Normalizers that map each code point on its own (NFD/NFKD only as far as the corpus check
+# below confirms: their canonical reordering of combining marks spans characters, which a
+# following StripAccents hides). NFC/NFKC compose across characters; Replace patterns of more
+# than one code point, Prepend, Strip and Precompiled charsmaps look at neighbours.
+_CHARWISE_NORMALIZERS = {"BertNormalizer", "Lowercase", "StripAccents", "NFD", "NFKD", "Replace"}
+# Pre-tokenizers whose decision for a character depends on that character alone.
+_CHARWISE_PRE_TOKENIZERS = {"BertPreTokenizer", "WhitespaceSplit", "Punctuation", "Digits"}
+
+
+def _members(component: dict[str, Any] | None) -> list[str]:
+    if component is None:
+        return []
+    if component.get("type") == "Sequence":
+        inner = component.get("normalizers", component.get("pretokenizers", []))
+        return [name for member in inner for name in _members(member)]
+    return [component.get("type", "?")]
+
+
+def component_name(component: dict[str, Any] | None) -> str:
+    """``Split(pattern=..., behavior=...)``: a component's type and settings, for refusals."""
+    if component is None:
+        return "none"
+    kind = component.get("type", "?")
+    if kind == "Sequence":
+        inner = component.get("normalizers", component.get("pretokenizers", []))
+        return f"Sequence[{', '.join(component_name(member) for member in inner)}]"
+    settings = ", ".join(f"{key}={value!r}" for key, value in component.items() if key != "type")
+    return f"{kind}({settings})" if settings else kind
+
+
+def _flat_components(component: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if component is None:
+        return []
+    if component.get("type") == "Sequence":
+        inner = component.get("normalizers", component.get("pretokenizers", []))
+        return [leaf for member in inner for leaf in _flat_components(member)]
+    return [component]
+
+
+def _check_normalizer(normalizer: dict[str, Any] | None) -> None:
+    for leaf in _flat_components(normalizer):
+        kind = leaf.get("type")
+        single_char_replace = (
+            kind == "Replace"
+            and set(leaf.get("pattern", {})) == {"String"}
+            and len(leaf["pattern"]["String"]) == 1
+        )
+        if kind not in _CHARWISE_NORMALIZERS or (kind == "Replace" and not single_char_replace):
+            raise UnsupportedTokenizerError(
+                f"normalizer {component_name(leaf)} is not reproduced: it does not map each "
+                "character on its own"
+            )
+
+
+def _check_pre_tokenizer(pre_tokenizer: dict[str, Any] | None) -> None:
+    if pre_tokenizer is None:
+        raise UnsupportedTokenizerError(
+            "no pre_tokenizer is not reproduced: WordPiece would see whole texts as one word"
+        )
+    for leaf in _flat_components(pre_tokenizer):
+        kind = leaf.get("type")
+        charwise = kind in _CHARWISE_PRE_TOKENIZERS
+        if kind == "Punctuation":
+            charwise = leaf.get("behavior") == "Isolated"
+        if kind == "Digits":
+            charwise = bool(leaf.get("individual_digits"))
+        if not charwise:
+            raise UnsupportedTokenizerError(
+                f"pre_tokenizer {component_name(leaf)} is not reproduced: its split depends on "
+                "more than one character"
+            )
+
+
+def _check_on_corpus(char_map: Mapping[str, str], backend: Any, spec: dict[str, Any]) -> None:
+    """The premise, checked at export time: the map's words equal the reference's
+    pre-tokenized words on the probe corpus and a fuzzed one (per-character normalization and
+    per-character splitting both hold there, or the configuration is refused)."""
+    from models.probe_texts import PROBE_TEXTS
+
+    normalizer, pre_tokenizer = backend.normalizer, backend.pre_tokenizer
+    for text in [*PROBE_TEXTS, *_fuzz_texts()]:
+        normalized = text if normalizer is None else normalizer.normalize_str(text)
+        if normalizer is not None and normalized != "".join(map(normalizer.normalize_str, text)):
+            raise UnsupportedTokenizerError(
+                f"normalizer {component_name(spec['normalizer'])} is not reproduced: it does "
+                f"not act character by character (e.g. on {text!r})"
+            )
+        theirs = [word for word, _ in pre_tokenizer.pre_tokenize_str(normalized)]
+        mapped = "".join(char_map.get(char, char) for char in text)
+        ours = [word for word in mapped.split(WORD_BREAK) if word]
+        if ours != theirs:
+            raise UnsupportedTokenizerError(
+                f"pre_tokenizer {component_name(spec['pre_tokenizer'])} is not reproduced: it "
+                f"does not split character by character (e.g. on {text!r})"
+            )
+
+
+def _fuzz_texts() -> list[str]:
+    """Short random texts mixing what breaks per-character assumptions: combining marks in
+    every order, conjoining jamo, final sigma, whitespace and punctuation runs, digits, and
+    code points from all of Unicode."""
+    rng = random.Random(20261203)
+    pools = [
+        [chr(cp) for cp in (*range(0x300, 0x370), 0x1DC0, 0x0591, 0x05B0, 0x0E38, 0x0E48, 0x3099)],
+        list("aeiouAEIOUΣσΟΔİIßﬁﬀ①한국\u1100\u1161\u11a8日本ｶﾞ"),
+        list(" \t\n\u3000\u00a0\u2003.,!?-'\"()[]<>#@/\\…。、！"),
+        list("0123456789٠١٢"),
+    ]
+    texts = []
+    for _ in range(3000):
+        chars = []
+        for _ in range(rng.randint(1, 16)):
+            if rng.random() < 0.15:
+                cp = rng.randrange(0x110000)
+                chars.append(chr(cp) if cp not in _SURROGATES else "x")
+            else:
+                chars.append(rng.choice(rng.choice(pools)))
+        texts.append("".join(chars))
+    return texts
 
 
 def _composed_char_map(normalizer: Any, pre_tokenizer: Any) -> dict[str, str]:
@@ -200,7 +348,7 @@ def _composed_char_map(normalizer: Any, pre_tokenizer: Any) -> dict[str, str]:
     word_class: dict[str, str] = {}
     for start in range(0, len(characters), _CLASSIFY_CHUNK):
         word_class.update(_word_classes(pre_tokenizer, characters[start : start + _CLASSIFY_CHUNK]))
-    normalize = normalizer.normalize_str
+    normalize = normalizer.normalize_str if normalizer is not None else str
     composed: dict[str, str] = {}
     for char in characters:
         # One character at a time: the normalizer's per-character behaviour is what the graph

@@ -77,7 +77,7 @@ class TextTokenizer(tf.Module):
 
     def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[batch] strings -> [batch, (n)] int32 token ids, without specials or truncation."""
-        ids, row_splits = self.token_ids(_text_vector(text))
+        ids, row_splits = self.token_ids(as_text_vector(text))
         return tf.RaggedTensor.from_row_splits(ids, row_splits, validate=False)
 
     def pack_inputs(
@@ -104,9 +104,9 @@ class TextTokenizer(tf.Module):
         Same ids as ``reference(text, text_pair, truncation=True, max_length=max_seq_length)``,
         padded with the pad id to the longest row or the smallest length bucket that holds it.
         """
-        segments = [self.token_ids(_text_vector(text))]
+        segments = [self.token_ids(as_text_vector(text))]
         if text_pair is not None:
-            segments.append(self.token_ids(_text_vector(text_pair)))
+            segments.append(self.token_ids(as_text_vector(text_pair)))
         return self._packer.pack_flat(segments)
 
     def bucket_width(self, lengths: tf.Tensor) -> tf.Tensor:
@@ -124,7 +124,8 @@ class TextTokenizer(tf.Module):
         }
 
 
-def _text_vector(text: tf.Tensor) -> tf.Tensor:
+def as_text_vector(text: tf.Tensor) -> tf.Tensor:
+    """``text`` as a tf.string tensor; anything but a ``[batch]`` vector is refused."""
     text = tf.convert_to_tensor(text, tf.string)
     if text.shape.rank is not None and text.shape.rank != 1:
         raise ValueError(f"text must be a [batch] vector of strings, got shape {text.shape}")

@@ -10,7 +10,12 @@ best in-process throughput in file order (what a server fed arbitrary requests g
 length-sorted (a caller that sorts its corpus first). Targets: served >= 0.95 x in-process;
 p50 at concurrency 1 within 1 ms (gRPC) / 2 ms (REST) of in-process batch 1. The load
 generator runs on the same 2 cores as the server, so each served level also prints the CPU
-(in cores) taken by the load generator, the front process and the TF worker process.
+(in cores) taken by the load generator, the front process and the TF worker process, and the
+front's CPU per request (ms): what the Python request path costs, apart from TensorFlow.
+
+    python tests/benchmarks/bench_serving.py --served_only --concurrency 1,8 --seconds 10
+
+measures the served levels alone (no in-process table, no ratios).
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ async def drive(
 
 
 async def served(
-    server: ServerProcess, sentences: list[str], seconds: float
+    server: ServerProcess, sentences: list[str], seconds: float, levels: tuple[int, ...]
 ) -> list[tuple[str, int, float, float, float, int]]:
     import aiohttp
     import grpc
@@ -147,17 +152,20 @@ async def served(
         pids = {"load generator": None, "front": server.pid, "worker": server.worker_pid()}
         for name, call in (("gRPC", grpc_call), ("REST", rest_call)):
             await drive(call, sentences, 8, 2.0)  # warm connections and batch shapes
-            for c in CONCURRENCY:
+            for c in levels:
                 cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
                 t0 = time.perf_counter()
                 rps, lat, errors = await drive(call, sentences, c, seconds)
                 wall = time.perf_counter() - t0
-                cores = {k: (cpu_seconds(pid) - cpu0[k]) / wall for k, pid in pids.items()}
+                spent = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+                cores = {k: v / wall for k, v in spent.items()}
+                front_ms = spent["front"] / max(1, len(lat)) * 1e3
                 rows.append((name, c, rps, percentile(lat, 50), percentile(lat, 99), errors))
                 print(
                     f"  {name:4s} c={c:<4d} {rps:7.1f} req/s  "
                     f"p50 {percentile(lat, 50) * 1e3:7.2f} ms  "
-                    f"p99 {percentile(lat, 99) * 1e3:7.2f} ms  errors {errors}  CPU cores: "
+                    f"p99 {percentile(lat, 99) * 1e3:7.2f} ms  errors {errors}  "
+                    f"front CPU/request {front_ms:.2f} ms  CPU cores: "
                     + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()),
                     flush=True,
                 )
@@ -184,7 +192,16 @@ def main() -> None:
     p.add_argument(
         "--num_batch_threads", type=int, default=1, help="BatchingParameters.num_batch_threads"
     )
+    p.add_argument(
+        "--concurrency",
+        default=",".join(map(str, CONCURRENCY)),
+        help="served levels, comma separated (callers, one text per request)",
+    )
+    p.add_argument(
+        "--served_only", action="store_true", help="skip the in-process table and the ratios"
+    )
     args = p.parse_args()
+    levels = tuple(int(c) for c in args.concurrency.split(","))
 
     sentences = load_sentences()
     base = args.model_base_path
@@ -196,21 +213,16 @@ def main() -> None:
             print(f"exporting the bundled model to {base} ...", flush=True)
             export_model(checkpoint=None, output=base / "1")
 
-    print(
-        f"in-process SavedModel ({len(sentences)} STS-B sentences, {os.cpu_count()} cores)",
-        flush=True,
-    )
-    inproc, lat50, lat99 = in_process(base, sentences, args.seconds)
-    for k, v in inproc.items():
-        print(f"  {k:28s} {v:7.1f} sentences/s")
-    best_name, best = max(inproc.items(), key=lambda kv: kv[1])
-    file_name, file_best = max(
-        ((k, v) for k, v in inproc.items() if k.startswith("file order")), key=lambda kv: kv[1]
-    )
-    print(
-        f"  best: {best_name}: {best:.1f} sentences/s; in file order: {file_name}: "
-        f"{file_best:.1f}; batch-1 latency p50 {lat50 * 1e3:.2f} ms, p99 {lat99 * 1e3:.2f} ms"
-    )
+    inproc: dict[str, float] = {}
+    lat50 = lat99 = 0.0
+    if not args.served_only:
+        print(
+            f"in-process SavedModel ({len(sentences)} STS-B sentences, {os.cpu_count()} cores)",
+            flush=True,
+        )
+        inproc, lat50, lat99 = in_process(base, sentences, args.seconds)
+        for k, v in inproc.items():
+            print(f"  {k:28s} {v:7.1f} sentences/s")
 
     # On CPU, batches beyond ~32 sentences are slower per sentence (see the in-process table):
     # cap them there, and queue deep enough that 128 callers never overflow.
@@ -231,8 +243,26 @@ def main() -> None:
     with ServerProcess(
         model_name=contract.BUNDLED_MODEL_NAME, model_base_path=base, args=server_args
     ) as server:
-        rows = asyncio.run(served(server, sentences, args.seconds))
+        rows = asyncio.run(served(server, sentences, args.seconds, levels))
+    if inproc:
+        report(rows, inproc, lat50, lat99)
 
+
+def report(
+    rows: list[tuple[str, int, float, float, float, int]],
+    inproc: dict[str, float],
+    lat50: float,
+    lat99: float,
+) -> None:
+    """The served levels against the in-process table, as a markdown table and a summary."""
+    best_name, best = max(inproc.items(), key=lambda kv: kv[1])
+    file_name, file_best = max(
+        ((k, v) for k, v in inproc.items() if k.startswith("file order")), key=lambda kv: kv[1]
+    )
+    print(
+        f"  best: {best_name}: {best:.1f} sentences/s; in file order: {file_name}: "
+        f"{file_best:.1f}; batch-1 latency p50 {lat50 * 1e3:.2f} ms, p99 {lat99 * 1e3:.2f} ms"
+    )
     print()
     print(
         "| protocol | concurrency | req/s (1 text each) | x in-process, file order | "
@@ -251,12 +281,16 @@ def main() -> None:
     print(f"| in-process | {best_name} | {best:.1f} | | 1.00 | | | |")
     for name in ("gRPC", "REST"):
         top = max(r[2] for r in rows if r[0] == name)
-        c1 = next(r for r in rows if r[0] == name and r[1] == 1)
+        c1 = next((r for r in rows if r[0] == name and r[1] == 1), None)
+        latency = (
+            f"; p50 at c=1 {c1[3] * 1e3:.2f} ms vs in-process {lat50 * 1e3:.2f} ms "
+            f"(+{(c1[3] - lat50) * 1e3:.2f} ms)"
+            if c1
+            else ""
+        )
         print(
             f"{name}: best served {top:.1f} req/s = {top / file_best:.2f} x in-process in file "
-            f"order, {top / best:.2f} x length-sorted (target 0.95); p50 at c=1 "
-            f"{c1[3] * 1e3:.2f} ms vs in-process {lat50 * 1e3:.2f} ms "
-            f"(+{(c1[3] - lat50) * 1e3:.2f} ms)"
+            f"order, {top / best:.2f} x length-sorted (target 0.95){latency}"
         )
 
 

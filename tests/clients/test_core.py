@@ -1,4 +1,5 @@
-"""The pure core: TF Serving JSON both ways, error mapping, retry policy, chunking, targets."""
+"""The pure client modules: TF Serving JSON both ways, error mapping, retry delay, chunking,
+targets, TensorProto."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import random
 import numpy as np
 import pytest
 
-from clients import _core as core
+from clients._chunking import EmbedPlan, plan_chunks
+from clients._error_mapping import error_from_grpc, error_from_http
+from clients._grpc_channel import grpc_service_config, grpc_target
+from clients._metadata import ModelVersionStatus
+from clients._openai import parse_openai_embeddings_body
+from clients._rest_json import (
+    build_rest_predict_body,
+    parse_rest_metadata_body,
+    parse_rest_predict_body,
+    parse_rest_status_body,
+)
+from clients._settings import ClientSettings
+from clients._tensor_proto import encode_texts
 from clients.errors import (
     DeadlineExceededError,
     InvalidInputError,
@@ -18,13 +31,13 @@ from clients.errors import (
     TextServeError,
     UnavailableError,
 )
-from clients.retry_policy import RetryPolicy
+from clients.retry_policy import RetryPolicy, retry_delay
 from models import contract
 
 
 def test_rest_body_columnar_and_row_with_b64_for_binary() -> None:
     texts = ["héllo", b"\xff\x00raw"]
-    columnar = core.build_rest_predict_body(
+    columnar = build_rest_predict_body(
         {contract.TEXT: texts}, signature_name=contract.SERVING_DEFAULT
     )
     assert columnar == {
@@ -32,7 +45,7 @@ def test_rest_body_columnar_and_row_with_b64_for_binary() -> None:
         "inputs": {contract.TEXT: ["héllo", {"b64": base64.b64encode(b"\xff\x00raw").decode()}]},
     }
     json.dumps(columnar)  # serialisable as is
-    row = core.build_rest_predict_body(
+    row = build_rest_predict_body(
         {contract.TEXT: ["a", "b"], contract.TEXT_PAIR: ["c", "d"]},
         signature_name=contract.SERVING_PAIR,
         row_format=True,
@@ -41,14 +54,14 @@ def test_rest_body_columnar_and_row_with_b64_for_binary() -> None:
         {contract.TEXT: "a", contract.TEXT_PAIR: "c"},
         {contract.TEXT: "b", contract.TEXT_PAIR: "d"},
     ]
-    single_row = core.build_rest_predict_body(
+    single_row = build_rest_predict_body(
         {contract.TEXT: ["a"]}, signature_name="s", row_format=True
     )
     assert single_row["instances"] == ["a"]
 
 
 def test_rest_response_single_unnamed_output_and_dtypes() -> None:
-    parsed = core.parse_rest_predict_body(
+    parsed = parse_rest_predict_body(
         {"outputs": [[0.5, 1.0], [2.0, 3.0]]},
         output_dtypes={contract.EMBEDDING: np.dtype(np.float32)},
         single_output_name=contract.EMBEDDING,
@@ -56,7 +69,7 @@ def test_rest_response_single_unnamed_output_and_dtypes() -> None:
     assert parsed[contract.EMBEDDING].dtype == np.float32
     assert parsed[contract.EMBEDDING].tolist() == [[0.5, 1.0], [2.0, 3.0]]
     with pytest.raises(TextServeError, match="unnamed"):
-        core.parse_rest_predict_body({"outputs": [1]})
+        parse_rest_predict_body({"outputs": [1]})
 
 
 def test_rest_response_row_format_multi_output_and_strings() -> None:
@@ -66,7 +79,7 @@ def test_rest_response_row_format_multi_output_and_strings() -> None:
             {contract.LABELS: "neg", contract.LOGITS: [3.0, 4.0], "raw": {"b64": "AA=="}},
         ]
     }
-    parsed = core.parse_rest_predict_body(
+    parsed = parse_rest_predict_body(
         body,
         output_dtypes={contract.LABELS: np.dtype(object), contract.LOGITS: np.dtype(np.float32)},
     )
@@ -74,7 +87,7 @@ def test_rest_response_row_format_multi_output_and_strings() -> None:
     assert parsed[contract.LOGITS].shape == (2, 2)
     assert parsed["raw"].tolist() == [b"\xff", b"\x00"]
     with pytest.raises(TextServeError, match="base64"):
-        core.parse_rest_predict_body({"outputs": {"x": [{"b64": "@@@"}]}})
+        parse_rest_predict_body({"outputs": {"x": [{"b64": "@@@"}]}})
 
 
 @pytest.mark.parametrize(
@@ -92,15 +105,15 @@ def test_rest_response_row_format_multi_output_and_strings() -> None:
 def test_http_errors_keep_code_and_server_message(
     status: int, cls: type[TextServeError], code: str
 ) -> None:
-    error = core.error_from_http(status, b'{"error": "the server said so"}')
+    error = error_from_http(status, b'{"error": "the server said so"}')
     assert type(error) is cls
     assert (error.code, error.message, error.http_status) == (code, "the server said so", status)
 
 
 def test_grpc_codes_map_to_classes() -> None:
-    assert type(core.error_from_grpc("FAILED_PRECONDITION", "x")) is InvalidInputError
-    assert type(core.error_from_grpc("INTERNAL", "boom")) is TextServeError
-    assert core.error_from_grpc("UNAVAILABLE", None).message == "UNAVAILABLE"
+    assert type(error_from_grpc("FAILED_PRECONDITION", "x")) is InvalidInputError
+    assert type(error_from_grpc("INTERNAL", "boom")) is TextServeError
+    assert error_from_grpc("UNAVAILABLE", None).message == "UNAVAILABLE"
 
 
 def test_retry_policy_retries_only_safe_codes_within_deadline() -> None:
@@ -109,7 +122,7 @@ def test_retry_policy_retries_only_safe_codes_within_deadline() -> None:
     unavailable = UnavailableError("UNAVAILABLE", "down")
 
     def delay(error: TextServeError, attempt: int, remaining: float = 10.0) -> float | None:
-        return core.retry_delay(policy, error, attempt=attempt, remaining_s=remaining, rng=rng)
+        return retry_delay(policy, error, attempt=attempt, remaining_s=remaining, rng=rng)
 
     first = delay(unavailable, 1)
     assert first is not None and 0 <= first <= 0.1
@@ -126,7 +139,7 @@ def test_retry_policy_retries_only_safe_codes_within_deadline() -> None:
 
 
 def test_service_config_declares_retry_and_round_robin() -> None:
-    config = json.loads(core.grpc_service_config(RetryPolicy(max_attempts=4)))
+    config = json.loads(grpc_service_config(RetryPolicy(max_attempts=4)))
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
     method = config["methodConfig"][0]
     assert {"service": "tensorflow.serving.PredictionService"} in method["name"]
@@ -134,26 +147,24 @@ def test_service_config_declares_retry_and_round_robin() -> None:
     assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
     assert (
         "retryPolicy"
-        not in json.loads(core.grpc_service_config(RetryPolicy(max_attempts=1)))["methodConfig"][0]
+        not in json.loads(grpc_service_config(RetryPolicy(max_attempts=1)))["methodConfig"][0]
     )
 
 
 def test_targets() -> None:
-    assert core.grpc_target("dns:///models:8500") == "dns:///models:8500"
-    assert (
-        core.grpc_target(["10.0.0.1:8500", "10.0.0.2:8500"]) == "ipv4:10.0.0.1:8500,10.0.0.2:8500"
-    )
-    assert core.grpc_target(["[::1]:1", "[::1]:2"]) == "ipv6:[::1]:1,[::1]:2"
+    assert grpc_target("dns:///models:8500") == "dns:///models:8500"
+    assert grpc_target(["10.0.0.1:8500", "10.0.0.2:8500"]) == "ipv4:10.0.0.1:8500,10.0.0.2:8500"
+    assert grpc_target(["[::1]:1", "[::1]:2"]) == "ipv6:[::1]:1,[::1]:2"
     with pytest.raises(ValueError, match="dns:///"):
-        core.grpc_target(["a:1", "b:2"])
+        grpc_target(["a:1", "b:2"])
 
 
 def test_chunk_plan_covers_in_order() -> None:
-    assert core.plan_chunks(0, 4) == []
-    slices = core.plan_chunks(10, 4)
+    assert plan_chunks(0, 4) == []
+    slices = plan_chunks(10, 4)
     assert [(s.start, s.stop) for s in slices] == [(0, 4), (4, 8), (8, 10)]
-    settings = core.ClientSettings(model_name="m", chunk_size=3)
-    plan = core.EmbedPlan.make(settings, [str(i) for i in range(7)], version=2)
+    settings = ClientSettings(model_name="m", chunk_size=3)
+    plan = EmbedPlan.make(settings, [str(i) for i in range(7)], version=2)
     assert [c.texts.tolist() for c in plan.chunks] == [
         [b"0", b"1", b"2"],
         [b"3", b"4", b"5"],
@@ -167,20 +178,20 @@ def test_chunk_plan_covers_in_order() -> None:
 
 def test_texts_are_validated_before_sending() -> None:
     with pytest.raises(TypeError, match="single string"):
-        core.encode_texts("not a list")
+        encode_texts("not a list")
     with pytest.raises(InvalidInputError, match="not valid Unicode"):
-        core.encode_texts(["ok", "\ud800"])
+        encode_texts(["ok", "\ud800"])
 
 
 def test_openai_rows_placed_by_index() -> None:
     body = {"data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}]}
-    assert core.parse_openai_embeddings_body(body, 2).tolist() == [[1.0], [2.0]]
+    assert parse_openai_embeddings_body(body, 2).tolist() == [[1.0], [2.0]]
     with pytest.raises(TextServeError, match="expected 3"):
-        core.parse_openai_embeddings_body(body, 3)
+        parse_openai_embeddings_body(body, 3)
 
 
 def test_rest_status_and_metadata_json() -> None:
-    status = core.parse_rest_status_body(
+    status = parse_rest_status_body(
         {
             "model_version_status": [
                 {
@@ -191,8 +202,8 @@ def test_rest_status_and_metadata_json() -> None:
             ]
         }
     )
-    assert status == [core.ModelVersionStatus(1, "AVAILABLE", "OK", "")]
-    metadata = core.parse_rest_metadata_body(
+    assert status == [ModelVersionStatus(1, "AVAILABLE", "OK", "")]
+    metadata = parse_rest_metadata_body(
         {
             "model_spec": {"name": "m", "signature_name": "", "version": "4"},
             "metadata": {

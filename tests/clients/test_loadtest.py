@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients import _core as core
+from clients._tensor_proto import from_tensor_proto, to_tensor_proto
 from clients.loadtest import (
-    OVERLOAD_CODES,
     LoadTest,
     LoadTestConfig,
     PhaseResult,
@@ -60,7 +59,7 @@ def _assert_accounted(phase: dict) -> None:
     assert phase["mismatched_requests"] == 0, phase
     assert phase["unaccounted"] == 0, phase
     assert phase["sent"] == phase["ok"] + sum(phase["errors"].values()), phase
-    assert set(phase["errors"]) <= OVERLOAD_CODES, phase
+    assert set(phase["errors"]) <= contract.OVERLOAD_CODES, phase
 
 
 def test_grpc_sweep_1_to_128_and_open_loop_beyond_capacity(
@@ -142,8 +141,8 @@ def _reverse_embedding_rows(method: str, response: bytes) -> bytes:
     if not method.endswith("/Predict"):
         return response
     message = apis.PredictResponse.FromString(response)
-    rows = core.from_tensor_proto(message.outputs[contract.EMBEDDING])
-    message.outputs[contract.EMBEDDING].CopyFrom(core.to_tensor_proto(rows[::-1]))
+    rows = from_tensor_proto(message.outputs[contract.EMBEDDING])
+    message.outputs[contract.EMBEDDING].CopyFrom(to_tensor_proto(rows[::-1]))
     return message.SerializeToString()
 
 

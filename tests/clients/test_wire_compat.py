@@ -18,8 +18,18 @@ from tensorflow_serving.apis import (
     predict_pb2,
 )
 
-from clients import _core as core
+from clients._grpc_messages import (
+    build_metadata_request,
+    build_predict_request,
+    build_status_request,
+    model_spec,
+    parse_metadata_response,
+    parse_predict_response,
+    parse_status_response,
+)
+from clients._tensor_proto import from_tensor_proto
 from clients.protos import serving_apis_pb2 as apis
+from clients.protos import tensor_pb2
 from models import contract
 
 TEXTS = ["hello", "Grüße, ß and 中文", "", "x" * 300]
@@ -80,7 +90,7 @@ def test_predict_request_is_byte_identical(
     label: str | None,
     output_filter: tuple[str, ...],
 ) -> None:
-    ours = core.build_predict_request(
+    ours = build_predict_request(
         "minilm",
         inputs,
         signature_name=contract.SERVING_DEFAULT,
@@ -109,14 +119,12 @@ def test_predict_request_is_byte_identical(
     assert _det(apis.PredictRequest.FromString(_det(theirs))) == _det(ours)
     # And the tensors decode to the same values as TensorFlow's own decoder.
     for name, tensor in theirs.inputs.items():
-        np.testing.assert_array_equal(
-            core.from_tensor_proto(ours.inputs[name]), tf.make_ndarray(tensor)
-        )
+        np.testing.assert_array_equal(from_tensor_proto(ours.inputs[name]), tf.make_ndarray(tensor))
 
 
 def test_model_spec_version_and_label_are_exclusive() -> None:
     with pytest.raises(ValueError, match="not both"):
-        core.model_spec("m", version=1, version_label="stable")
+        model_spec("m", version=1, version_label="stable")
 
 
 @pytest.mark.parametrize(
@@ -133,20 +141,20 @@ def test_model_spec_version_and_label_are_exclusive() -> None:
 def test_tensor_decoding_matches_tensorflow(array: np.ndarray) -> None:
     """Responses written by TensorFlow (tensor_content or *_val fields) decode identically."""
     packed = tf.make_tensor_proto(array)
-    ours = core.from_tensor_proto(core.tensor_pb2.TensorProto.FromString(_det(packed)))
+    ours = from_tensor_proto(tensor_pb2.TensorProto.FromString(_det(packed)))
     assert ours.dtype == tf.make_ndarray(packed).dtype
     np.testing.assert_array_equal(ours, tf.make_ndarray(packed))
     # The *_val form (what a server may write instead of tensor_content) too.
     if array.dtype != object:
         values = tf.make_tensor_proto(array.ravel().tolist(), dtype=tf.as_dtype(array.dtype))
         values.tensor_shape.CopyFrom(packed.tensor_shape)
-        decoded = core.from_tensor_proto(core.tensor_pb2.TensorProto.FromString(_det(values)))
+        decoded = from_tensor_proto(tensor_pb2.TensorProto.FromString(_det(values)))
         np.testing.assert_array_equal(decoded, array)
 
 
 def test_compact_tensor_repeats_last_value() -> None:
     packed = tf.make_tensor_proto(7, dtype=tf.int32, shape=[2, 3])
-    decoded = core.from_tensor_proto(core.tensor_pb2.TensorProto.FromString(_det(packed)))
+    decoded = from_tensor_proto(tensor_pb2.TensorProto.FromString(_det(packed)))
     np.testing.assert_array_equal(decoded, np.full((2, 3), 7, np.int32))
 
 
@@ -160,7 +168,7 @@ def test_predict_response_from_tensorflow_parses() -> None:
         tf.make_tensor_proto(np.array([b"pos", b"neg"], dtype=object))
     )
     ours = apis.PredictResponse.FromString(_det(response))
-    outputs = core.parse_predict_response(ours)
+    outputs = parse_predict_response(ours)
     np.testing.assert_array_equal(outputs[contract.EMBEDDING], emb)
     assert outputs[contract.LABELS].tolist() == [b"pos", b"neg"]
     assert ours.model_spec.version.value == 3
@@ -182,11 +190,9 @@ def test_metadata_response_any_unpacks_into_our_signature_map() -> None:
     response.model_spec.version.value = 1
     packed = any_pb2.Any()
     packed.Pack(sigmap)
-    response.metadata[core.SIGNATURE_DEF_FIELD].CopyFrom(packed)
+    response.metadata[contract.SIGNATURE_DEF_FIELD].CopyFrom(packed)
 
-    metadata = core.parse_metadata_response(
-        apis.GetModelMetadataResponse.FromString(_det(response))
-    )
+    metadata = parse_metadata_response(apis.GetModelMetadataResponse.FromString(_det(response)))
     assert metadata.model_name == "minilm" and metadata.version == 1
     spec = metadata.signatures[contract.SERVING_DEFAULT]
     assert spec.method_name == "tensorflow/serving/predict"
@@ -194,7 +200,7 @@ def test_metadata_response_any_unpacks_into_our_signature_map() -> None:
     assert spec.outputs[contract.EMBEDDING].shape == (-1, 384)
     assert spec.outputs[contract.EMBEDDING].numpy_dtype == np.float32
     # Our request is TF Serving's request.
-    ours = core.build_metadata_request("minilm", version=1)
+    ours = build_metadata_request("minilm", version=1)
     theirs = get_model_metadata_pb2.GetModelMetadataRequest(
         model_spec=model_pb2.ModelSpec(name="minilm"), metadata_field=["signature_def"]
     )
@@ -210,13 +216,13 @@ def test_status_response_parses() -> None:
     failed.state = get_model_status_pb2.ModelVersionStatus.END
     failed.status.error_code = 5
     failed.status.error_message = "gone"
-    parsed = core.parse_status_response(apis.GetModelStatusResponse.FromString(_det(response)))
+    parsed = parse_status_response(apis.GetModelStatusResponse.FromString(_det(response)))
     assert [(s.version, s.state, s.error_code) for s in parsed] == [
         (2, "AVAILABLE", "OK"),
         (1, "END", "NOT_FOUND"),
     ]
     assert parsed[1].error_message == "gone"
-    ours = core.build_status_request("minilm", version_label="canary")
+    ours = build_status_request("minilm", version_label="canary")
     theirs = get_model_status_pb2.GetModelStatusRequest(
         model_spec=model_pb2.ModelSpec(name="minilm", version_label="canary")
     )

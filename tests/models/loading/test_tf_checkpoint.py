@@ -26,32 +26,16 @@ TEXTS = ["The capital of France is [MASK].", "Straße İstanbul café [MASK] na�
 
 
 @pytest.fixture(scope="module")
-def hf_pretraining(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+def hf_pretraining(
+    tiny_checkpoint: Callable[..., Path],
+) -> tuple[Path, dict[str, np.ndarray]]:
     """A tiny random BertForPreTraining (MLM + NSP heads) and its weights by Hugging Face key."""
-    from models.bundled import bundled_checkpoint
+    from safetensors.numpy import load_file
 
-    directory = tmp_path_factory.mktemp("hf_pretraining")
-    vocab = bundled_checkpoint() / "vocab.txt"
-    config = transformers.BertConfig(
-        vocab_size=len(vocab.read_text(encoding="utf-8").splitlines()),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(7)
-    model = transformers.BertForPreTraining(config).eval()
-    with torch.no_grad():  # non-trivial LayerNorms and biases, so a misplaced one shows
-        for name, param in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                param.add_(torch.randn_like(param) * 0.1)
-    model.save_pretrained(directory)
-    shutil.copy(vocab, directory / "vocab.txt")
-    transformers.BertTokenizer.from_pretrained(str(directory)).save_pretrained(directory)
+    directory = tiny_checkpoint("pretraining")
     weights = {
-        k: v.detach().numpy().copy()
-        for k, v in model.state_dict().items()
+        k: v
+        for k, v in load_file(str(directory / "model.safetensors")).items()
         if not k.startswith("cls.predictions.decoder.")  # tied: the word embeddings
     }
     return directory, weights

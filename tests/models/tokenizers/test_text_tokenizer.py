@@ -20,6 +20,7 @@ from models.tokenizers import text_tokenizer_from_checkpoint
 from models.tokenizers.errors import UnsupportedTokenizerError
 from models.tokenizers.text_tokenizer import TextTokenizer
 from models.tokenizers.wordpiece.bert_text_tokenizer import BertTextTokenizer
+from tests.models.tokenizers.corpora import probe_texts, stsb_sentences
 
 TEXTS = ["Hello world!", "", "a b c d e f g h i j k l m n o p q r s t u v w x y z " * 3]
 PAIRS = ["Second segment here.", "x", ""]
@@ -128,3 +129,24 @@ def test_a_checkpoint_without_tokenizer_json_is_read_through_transformers(tmp_pa
     tokenizer = text_tokenizer_from_checkpoint(tmp_path, max_seq_length=8, pad_to_longest=True)
     ids = tokenizer(tf.constant(["Hello, world"]))[contract.INPUT_WORD_IDS]
     assert ids.numpy().tolist() == [[2, 5, 1, 6, 3]]
+
+
+@pytest.mark.slow
+def test_offsets_of_the_bundled_tokenizer_equal_offset_mapping(
+    tokenizer: BertTextTokenizer, minilm_checkpoint: Path
+) -> None:
+    reference = transformers.AutoTokenizer.from_pretrained(os.fspath(minilm_checkpoint))
+    texts = probe_texts() + stsb_sentences()
+    ids, starts, ends = tokenizer.tokenize_with_offsets(tf.constant(texts))
+    assert starts.dtype == ends.dtype == tf.int64
+    theirs = reference(texts, add_special_tokens=False, return_offsets_mapping=True)
+    assert ids.to_list() == theirs["input_ids"]
+    spans = [
+        list(zip(s, e, strict=True)) for s, e in zip(starts.to_list(), ends.to_list(), strict=True)
+    ]
+    differing = [
+        text
+        for text, ours, want in zip(texts, spans, theirs["offset_mapping"], strict=True)
+        if ours != [tuple(span) for span in want]
+    ]
+    assert differing == []

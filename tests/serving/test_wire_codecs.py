@@ -1,4 +1,5 @@
-"""TensorCodec: TensorProto and TF Serving JSON <-> numpy, and the wire-level rejections."""
+"""The wire codecs (TensorProto, TF Serving JSON, request bodies) and the input checks: numpy
+both ways, and every wire-level rejection."""
 
 from __future__ import annotations
 
@@ -18,10 +19,16 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from clients.protos import tensor_pb2 as wire_tensor_pb2
 from serving.core_api import CheckedInputs
 from serving.errors import Code, ServingError
+from serving.input_checks import InputChecks
 from serving.limits import Limits
-from serving.tensor_codec import TensorCodec
+from serving.predict_json import PredictJson
+from serving.request_body import read_body
+from serving.tensor_proto_codec import TensorProtoCodec
 
-CODEC = TensorCodec(Limits(max_request_bytes=1 << 20, max_rows_per_request=64, max_text_chars=50))
+LIMITS = Limits(max_request_bytes=1 << 20, max_rows_per_request=64, max_text_chars=50)
+CHECKS = InputChecks(LIMITS)
+PROTO = TensorProtoCodec(CHECKS)
+JSON = PredictJson(CHECKS)
 TEXT_SIG = {"text": types_pb2.DT_STRING}
 
 
@@ -35,7 +42,7 @@ def _as_tf(proto: wire_tensor_pb2.TensorProto) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto.FromString(proto.SerializeToString())
 
 
-def _decode(codec: TensorCodec, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+def _decode(codec: TensorProtoCodec, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
     return codec.from_tensor_proto(name, _as_wire(proto))
 
 
@@ -71,15 +78,15 @@ def rejects(code: Code, *fragments: str) -> Iterator[None]:
 )
 def test_tensor_proto_round_trip_matches_tensorflow(array: np.ndarray) -> None:
     # What real clients send: tf.make_tensor_proto (tensor_content for numbers).
-    decoded = _decode(CODEC, "x", tf.make_tensor_proto(array))
+    decoded = _decode(PROTO, "x", tf.make_tensor_proto(array))
     assert decoded.dtype == array.dtype and decoded.shape == array.shape
     np.testing.assert_array_equal(decoded, array)
     for as_content in (False, True):
-        proto = CODEC.to_tensor_proto(array, as_tensor_content=as_content)
+        proto = PROTO.to_tensor_proto(array, as_tensor_content=as_content)
         back = tf.make_ndarray(_as_tf(proto))
         assert back.dtype == array.dtype and back.shape == array.shape
         np.testing.assert_array_equal(back, array)
-        np.testing.assert_array_equal(CODEC.from_tensor_proto("x", proto), array)
+        np.testing.assert_array_equal(PROTO.from_tensor_proto("x", proto), array)
 
 
 def test_typed_value_fields_are_read_like_tensorflow() -> None:
@@ -88,14 +95,14 @@ def test_typed_value_fields_are_read_like_tensorflow() -> None:
     proto.tensor_shape.dim.add().size = 2
     proto.float_val.extend([1.0, 2.0, 3.0, 0.1])
     np.testing.assert_array_equal(
-        _decode(CODEC, "x", proto), np.array([[1, 2], [3, 0.1]], np.float32)
+        _decode(PROTO, "x", proto), np.array([[1, 2], [3, 0.1]], np.float32)
     )
 
 
 def test_float_output_is_bit_exact_in_typed_fields() -> None:
     rng = np.random.default_rng(0)
     array = rng.standard_normal((3, 384)).astype(np.float32)
-    proto = CODEC.to_tensor_proto(array)
+    proto = PROTO.to_tensor_proto(array)
     assert not proto.tensor_content and len(proto.float_val) == array.size
     assert tf.make_ndarray(_as_tf(proto)).tobytes() == array.tobytes()
 
@@ -111,55 +118,55 @@ def _strings(values: list[bytes], shape: list[int]) -> tensor_pb2.TensorProto:
 
 def test_huge_declared_shape_with_tiny_content_is_rejected() -> None:
     with rejects(Code.INVALID_ARGUMENT, "'text'", "[1000000000]", "holds 1 values"):
-        _decode(CODEC, "text", _strings([b"a"], [1_000_000_000]))
+        _decode(PROTO, "text", _strings([b"a"], [1_000_000_000]))
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\0" * 8)
     proto.tensor_shape.dim.add().size = 1 << 40
     with rejects(Code.INVALID_ARGUMENT, "'x'", "tensor_content holds 8 bytes"):
-        _decode(CODEC, "x", proto)
+        _decode(PROTO, "x", proto)
 
 
 def test_negative_and_overflowing_dims_are_rejected() -> None:
     with rejects(Code.INVALID_ARGUMENT, "'text'", "negative dimension"):
-        _decode(CODEC, "text", _strings([b"a"], [-1]))
+        _decode(PROTO, "text", _strings([b"a"], [-1]))
     with rejects(Code.INVALID_ARGUMENT, "'text'", "overflows int64"):
-        _decode(CODEC, "text", _strings([b"a"], [2**62, 2**62]))
+        _decode(PROTO, "text", _strings([b"a"], [2**62, 2**62]))
     too_deep = _strings([b"a"], [1] * 40)
     with rejects(Code.INVALID_ARGUMENT, "rank 40"):
-        _decode(CODEC, "text", too_deep)
+        _decode(PROTO, "text", too_deep)
     unknown = _strings([b"a"], [1])
     unknown.tensor_shape.unknown_rank = True
     with rejects(Code.INVALID_ARGUMENT, "unknown rank"):
-        _decode(CODEC, "text", unknown)
+        _decode(PROTO, "text", unknown)
 
 
 def test_unsupported_dtype_and_wrong_value_field_are_rejected() -> None:
     complex_proto = tf.make_tensor_proto(np.array([1 + 2j], dtype=np.complex64))
     with rejects(Code.INVALID_ARGUMENT, "'z'", "DT_COMPLEX64"):
-        _decode(CODEC, "z", complex_proto)
+        _decode(PROTO, "z", complex_proto)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32)
     proto.tensor_shape.dim.add().size = 1
     proto.float_val.append(1.0)
     with rejects(Code.INVALID_ARGUMENT, "'ids'", "int_val", "float_val"):
-        _decode(CODEC, "ids", proto)
+        _decode(PROTO, "ids", proto)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8)
     proto.tensor_shape.dim.add().size = 1
     proto.int_val.append(300)
     with rejects(Code.INVALID_ARGUMENT, "out of range for DT_UINT8"):
-        _decode(CODEC, "b", proto)
+        _decode(PROTO, "b", proto)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_content=b"abc")
     proto.tensor_shape.dim.add().size = 3
     with rejects(Code.INVALID_ARGUMENT, "tensor_content"):
-        _decode(CODEC, "s", proto)
+        _decode(PROTO, "s", proto)
     # Value fields the server's own TensorProto leaves out still count as set.
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32)
     proto.tensor_shape.dim.add().size = 1
     proto.int_val.append(1)
     proto.variant_val.add().type_name = "x"
     with rejects(Code.INVALID_ARGUMENT, "'ids'", "int_val", "but it sets variant_val"):
-        _decode(CODEC, "ids", proto)
+        _decode(PROTO, "ids", proto)
 
 
-def _checked(codec: TensorCodec, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+def _checked(codec: TensorProtoCodec, name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
     inputs = codec.from_tensor_protos({name: _as_wire(proto)})
     assert isinstance(inputs, CheckedInputs)
     return inputs[name]
@@ -167,44 +174,51 @@ def _checked(codec: TensorCodec, name: str, proto: tensor_pb2.TensorProto) -> np
 
 def test_text_checks_utf8_length_rows_and_emptiness() -> None:
     with rejects(Code.INVALID_ARGUMENT, "'text' element 1", "not valid UTF-8"):
-        _checked(CODEC, "text", _strings([b"ok", b"\xff\xfe"], [2]))
+        _checked(PROTO, "text", _strings([b"ok", b"\xff\xfe"], [2]))
     # A UTF-8-encoded lone surrogate (what a careless encoder emits for "\ud800").
     with rejects(Code.INVALID_ARGUMENT, "'text' element 0", "not valid UTF-8"):
-        _checked(CODEC, "text", _strings([b"\xed\xa0\x80"], [1]))
+        _checked(PROTO, "text", _strings([b"\xed\xa0\x80"], [1]))
     with rejects(Code.INVALID_ARGUMENT, "'text' element 0", "51 characters", "limit is 50"):
-        _checked(CODEC, "text", _strings([b"x" * 51], [1]))
+        _checked(PROTO, "text", _strings([b"x" * 51], [1]))
     # 50 characters of 3 bytes each are within the character limit.
-    assert _checked(CODEC, "text", _strings(["語".encode() * 50], [1])).shape == (1,)
+    assert _checked(PROTO, "text", _strings(["語".encode() * 50], [1])).shape == (1,)
     with rejects(Code.INVALID_ARGUMENT, "'text'", "65 rows", "limit is 64"):
-        _checked(CODEC, "text", _strings([b"a"] * 65, [65]))
+        _checked(PROTO, "text", _strings([b"a"] * 65, [65]))
     with rejects(Code.INVALID_ARGUMENT, "'text'", "empty"):
-        _checked(CODEC, "text", _strings([], [0]))
-    binary = TensorCodec(strings_are_text=False)
+        _checked(PROTO, "text", _strings([], [0]))
+    binary = TensorProtoCodec(InputChecks(strings_are_text=False))
     assert _checked(binary, "img", _strings([b"\xff\xd8"], [1]))[0] == b"\xff\xd8"
 
 
 # ---------------------------------------------------------------- REST bodies
 def test_gzip_and_deflate_bodies_are_inflated() -> None:
     body = b'{"instances": ["a"]}'
-    assert CODEC.read_body(gzip.compress(body), "gzip") == body
-    assert CODEC.read_body(zlib.compress(body), "deflate") == body
-    assert CODEC.read_body(gzip.compress(body[:10]) + gzip.compress(body[10:]), "gzip") == body
-    assert CODEC.read_body(body, None) == body
+    assert read_body(gzip.compress(body), "gzip", limit=LIMITS.max_request_bytes) == body
+    assert read_body(zlib.compress(body), "deflate", limit=LIMITS.max_request_bytes) == body
+    assert (
+        read_body(
+            gzip.compress(body[:10]) + gzip.compress(body[10:]),
+            "gzip",
+            limit=LIMITS.max_request_bytes,
+        )
+        == body
+    )
+    assert read_body(body, None, limit=LIMITS.max_request_bytes) == body
 
 
 def test_gzip_bomb_and_oversized_bodies_are_refused() -> None:
     bomb = gzip.compress(b"0" * (16 << 20))  # 16 MiB of zeros in ~16 KiB
     assert len(bomb) < 64 << 10
     with rejects(Code.RESOURCE_EXHAUSTED, "after gzip decompression", str(1 << 20)):
-        CODEC.read_body(bomb, "gzip")
+        read_body(bomb, "gzip", limit=LIMITS.max_request_bytes)
     with rejects(Code.RESOURCE_EXHAUSTED, "larger than the limit"):
-        CODEC.read_body(b" " * ((1 << 20) + 1), None)
+        read_body(b" " * ((1 << 20) + 1), None, limit=LIMITS.max_request_bytes)
     with rejects(Code.INVALID_ARGUMENT, "truncated"):
-        CODEC.read_body(gzip.compress(b"x" * 1000)[:-12], "gzip")
+        read_body(gzip.compress(b"x" * 1000)[:-12], "gzip", limit=LIMITS.max_request_bytes)
     with rejects(Code.INVALID_ARGUMENT, "not valid gzip"):
-        CODEC.read_body(b"not gzip at all", "gzip")
+        read_body(b"not gzip at all", "gzip", limit=LIMITS.max_request_bytes)
     with rejects(Code.INVALID_ARGUMENT, "'br'"):
-        CODEC.read_body(b"{}", "br")
+        read_body(b"{}", "br", limit=LIMITS.max_request_bytes)
 
 
 @pytest.mark.parametrize(
@@ -220,11 +234,11 @@ def test_gzip_bomb_and_oversized_bodies_are_refused() -> None:
 )
 def test_invalid_json_is_rejected(body: bytes, fragment: str) -> None:
     with rejects(Code.INVALID_ARGUMENT, fragment):
-        CODEC.parse_json(body)
+        JSON.parse_json(body)
 
 
 def test_deep_json_is_rejected_without_recursion() -> None:
-    shallow = TensorCodec(Limits(max_json_depth=8))
+    shallow = PredictJson(InputChecks(Limits(max_json_depth=8)))
     shallow.parse_json(b'{"inputs": {"x": [[[[[["[", 1]]]]]]}}')  # depth 8, "[" is text
     with rejects(Code.INVALID_ARGUMENT, "9 levels deep", "limit is 8"):
         shallow.parse_json(b'{"inputs": {"x": [[[[[[[1]]]]]]]}}')
@@ -233,14 +247,14 @@ def test_deep_json_is_rejected_without_recursion() -> None:
     shallow.parse_json(rb'{"x": ["a\\", "\"[[[[[[[[[["]}')  # brackets inside strings
     # orjson itself stops at 1024 levels; far deeper input must still be a clean 400.
     with rejects(Code.INVALID_ARGUMENT):
-        CODEC.parse_json(b"[" * 100_000 + b"]" * 100_000)
+        JSON.parse_json(b"[" * 100_000 + b"]" * 100_000)
 
 
 # ---------------------------------------------------------------- :predict JSON
 def test_row_format_single_input_with_plain_and_b64_strings() -> None:
     doc = {"instances": ["héllo", {"b64": base64.b64encode(b"\x00hi").decode()}]}
-    inputs = CODEC.decode_predict_json(doc, TEXT_SIG)
-    assert CODEC.predict_json_form(doc) == "row"
+    inputs = JSON.decode_predict_json(doc, TEXT_SIG)
+    assert JSON.predict_json_form(doc) == "row"
     assert inputs["text"].tolist() == ["héllo".encode(), b"\x00hi"]
 
 
@@ -250,15 +264,15 @@ def test_row_format_named_inputs_and_columnar_forms() -> None:
         "signature_name": "s",
         "instances": [{"text": "a", "x": [1, 2]}, {"text": "b", "x": [3, 4.5]}],
     }
-    inputs = CODEC.decode_predict_json(rows, sig)
-    assert CODEC.predict_json_form(rows) == "row"
+    inputs = JSON.decode_predict_json(rows, sig)
+    assert JSON.predict_json_form(rows) == "row"
     assert inputs["x"].dtype == np.float32
     np.testing.assert_array_equal(inputs["x"], [[1, 2], [3, 4.5]])
     cols = {"inputs": {"text": ["a", "b"], "x": [[1, 2], [3, 4.5]]}}
-    inputs2 = CODEC.decode_predict_json(cols, sig)
-    assert CODEC.predict_json_form(cols) == "columnar"
+    inputs2 = JSON.decode_predict_json(cols, sig)
+    assert JSON.predict_json_form(cols) == "columnar"
     np.testing.assert_array_equal(inputs2["x"], inputs["x"])
-    inputs3 = CODEC.decode_predict_json({"inputs": [[7, 8]]}, {"ids": types_pb2.DT_INT32})
+    inputs3 = JSON.decode_predict_json({"inputs": [[7, 8]]}, {"ids": types_pb2.DT_INT32})
     assert inputs3["ids"].dtype == np.int32 and inputs3["ids"].tolist() == [[7, 8]]
 
 
@@ -288,28 +302,28 @@ def test_row_format_named_inputs_and_columnar_forms() -> None:
 )
 def test_bad_predict_json_is_invalid_argument(doc: object, sig: dict, fragments: tuple) -> None:  # type: ignore[type-arg]
     with rejects(Code.INVALID_ARGUMENT, *fragments):
-        CODEC.decode_predict_json(doc, sig)
+        JSON.decode_predict_json(doc, sig)
 
 
 def test_predict_json_output_forms_and_exact_float32() -> None:
     rng = np.random.default_rng(1)
     emb = rng.standard_normal((3, 5)).astype(np.float32)
-    row = orjson.loads(CODEC.encode_predict_json({"embedding": emb}, "row"))
+    row = orjson.loads(JSON.encode_predict_json({"embedding": emb}, "row"))
     assert np.array(row["predictions"], dtype=np.float32).tobytes() == emb.tobytes()
     both = {"embedding": emb, "label_bytes": np.array([b"\xff", b"a", b"b"], dtype=object)}
-    rows = orjson.loads(CODEC.encode_predict_json(both, "row"))["predictions"]
+    rows = orjson.loads(JSON.encode_predict_json(both, "row"))["predictions"]
     assert rows[0]["label_bytes"] == {"b64": base64.b64encode(b"\xff").decode()}
     assert np.array(rows[2]["embedding"], dtype=np.float32).tobytes() == emb[2].tobytes()
-    cols = orjson.loads(CODEC.encode_predict_json(both, "columnar"))["outputs"]
+    cols = orjson.loads(JSON.encode_predict_json(both, "columnar"))["outputs"]
     assert cols["label_bytes"][1] == {"b64": "YQ=="}
     texts = {"labels": np.array([b"pos", "é".encode()], dtype=object)}
-    assert orjson.loads(CODEC.encode_predict_json(texts, "columnar")) == {"outputs": ["pos", "é"]}
+    assert orjson.loads(JSON.encode_predict_json(texts, "columnar")) == {"outputs": ["pos", "é"]}
     with rejects(Code.INVALID_ARGUMENT, "'b'", "batch size 1"):
-        CODEC.encode_predict_json({"a": np.zeros((2, 1)), "b": np.zeros((1,))}, "row")
+        JSON.encode_predict_json({"a": np.zeros((2, 1)), "b": np.zeros((1,))}, "row")
 
 
 def test_non_finite_outputs_use_tf_serving_tokens() -> None:
-    body = CODEC.encode_predict_json({"y": np.array([1.0, np.nan, -np.inf], np.float32)}, "row")
+    body = JSON.encode_predict_json({"y": np.array([1.0, np.nan, -np.inf], np.float32)}, "row")
     assert json.loads(body)["predictions"][0] == 1.0
     assert b"NaN" in body and b"-Infinity" in body
 
@@ -341,7 +355,7 @@ def test_depth_check_agrees_with_the_parsed_structure_on_tricky_strings() -> Non
         doc = {"inputs": node(0)}
         want = _depth(doc)
         limit = int(rng.integers(1, 12))
-        codec = TensorCodec(Limits(max_json_depth=limit))
+        codec = PredictJson(InputChecks(Limits(max_json_depth=limit)))
         for body in (json.dumps(doc).encode(), orjson.dumps(doc)):
             if want <= limit:
                 assert codec.parse_json(body) == doc
