@@ -366,8 +366,9 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
     buckets = list(warmup_lengths(tokenizer))
     lower = buckets[buckets.index(bucket) - 1] if buckets.index(bucket) > 0 else 0
     word = _one_token_word(tokenizer)
-    # Room for the family's specials ([CLS] [SEP], <s> </s>...).
-    longest = bucket - int(tokenizer(tf.constant([""]))[contract.INPUT_MASK].numpy().sum())
+    # Room for the family's specials ([CLS] [SEP], <s> </s>...) around the one-token word.
+    specials = int(tokenizer(tf.constant([word]))[contract.INPUT_MASK].numpy().sum()) - 1
+    longest = bucket - specials
     texts = []
     for row in range(batch_size):
         words = max(1, longest - (row * (longest - lower)) // max(batch_size, 1))
