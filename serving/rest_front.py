@@ -41,6 +41,8 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from models import contract
+from serving.api_keys import ApiKeys
+from serving.connection_limits import ConnectionLimits
 from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
 from serving.errors import Code, ServingError
 from serving.input_checks import InputChecks
@@ -48,6 +50,7 @@ from serving.json_log import RejectedHttpFilter
 from serving.limits import Limits
 from serving.predict_json import PredictJson
 from serving.request_body import read_body
+from serving.rest_connection_guard import RestConnectionGuard
 from serving.served_signature import ServedSignature
 from serving.tf_serving_api import ExampleMethod, TfServingApi
 from serving.tf_serving_messages import metadata_response, signature_def_map, status_response
@@ -91,8 +94,17 @@ class RestFront:
         limits: Limits | None = None,
         timeout_ms: int | None = contract.DEFAULT_REST_API_TIMEOUT_MS,
         metrics_path: str | None = None,
+        connections: ConnectionLimits | None = None,
+        api_keys: ApiKeys | None = None,
+        keys_cover_health_and_metrics: bool = False,
+        cors: bool = False,
     ) -> None:
         self.core = core
+        self.connections = connections or ConnectionLimits()
+        self.api_keys = api_keys
+        self.keys_cover_health_and_metrics = keys_cover_health_and_metrics
+        self.cors = cors
+        self._guard: RestConnectionGuard | None = None
         self.api = TfServingApi(core)
         self.port = port
         self.host = host
@@ -115,6 +127,8 @@ class RestFront:
             client_max_size=self.checks.limits.max_request_bytes + 1,
             middlewares=[self._track_in_flight],
         )
+        if self.cors:
+            app.on_response_prepare.append(_allow_any_origin)
         # One route for every path: TF Serving matches its paths case-insensitively, and a path
         # nothing serves must still answer {"error": ...} JSON, not aiohttp's plain-text 404.
         app.router.add_route("*", "/{tail:.*}", self._route)
@@ -123,6 +137,26 @@ class RestFront:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
         folded = path.lower()
+        if self.cors and request.method == "OPTIONS":
+            # TF Serving's preflight answer (+ Authorization, which API keys need).
+            return web.Response(
+                status=200,
+                headers={
+                    "Access-Control-Allow-Methods": "POST, GET",
+                    "Access-Control-Allow-Headers": "Content-Type, Authorization",
+                },
+            )
+        if self.api_keys is not None and not self._exempt(request, path):
+            if not self.api_keys.check(request.headers.get("Authorization")):
+                self.core.record_request(model="", api="rest", code=Code.UNAUTHENTICATED)
+                response = _error(
+                    ServingError(
+                        Code.UNAUTHENTICATED,
+                        "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                    )
+                )
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
         if folded == contract.OPENAI_EMBEDDINGS_PATH and request.method == "POST":
             return await self._handle_embeddings(request)
         if folded == contract.OPENAPI_PATH and request.method == "GET":
@@ -133,6 +167,15 @@ class RestFront:
         if folded.startswith("/v1/"):
             return await self._handle_tf_serving(request)
         return _error(ServingError(Code.NOT_FOUND, f"Not found: {request.method} {path}"))
+
+    def _exempt(self, request: web.Request, path: str) -> bool:
+        """Probes and scrapers: metrics, and GET model status (TF Serving's readiness check)."""
+        if self.keys_cover_health_and_metrics or request.method != "GET":
+            return False
+        if self.metrics_path and path == self.metrics_path:
+            return True
+        match = _MODEL_STATUS_API.fullmatch(path)
+        return match is not None and match.group(1) is not None and match.group(4) is None
 
     async def start(self) -> int:
         # Bodies are decompressed by serving.request_body.read_body, within the byte limit.
@@ -147,7 +190,14 @@ class RestFront:
             logger=_HTTP_LOG,
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_port=False)
+        self._guard = RestConnectionGuard(runner=self._runner, limits=self.connections)
+        self._guard.start()
+        self._site = web.TCPSite(
+            self._runner,
+            self.host,
+            self.port,
+            reuse_port=False,
+        )
         await self._site.start()
         self.port = int(self._runner.addresses[0][1])  # the bound port when port=0
         _log.info("REST front listening", extra={"event": "rest_started", "port": self.port})
@@ -155,6 +205,8 @@ class RestFront:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting connections, lets in-flight requests finish within ``grace`` s."""
+        if self._guard is not None:
+            await self._guard.stop()
         if self._site is not None:
             await self._site.stop()
         if grace:
@@ -252,8 +304,18 @@ class RestFront:
                 f"request body is larger than the limit of {limit} bytes (got {declared} bytes); "
                 "split the request",
             )
+        body_ms = self.connections.rest_api_body_timeout_in_ms
         try:
-            raw = await request.read()
+            raw = await asyncio.wait_for(request.read(), body_ms / 1000 if body_ms else None)
+        except TimeoutError as exc:
+            # A body trickled in (slowloris): the connection is not worth keeping either.
+            if request.transport is not None:
+                request.transport.close()
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED,
+                f"the request body did not arrive within {body_ms} ms "
+                "(--rest_api_body_timeout_in_ms)",
+            ) from exc
         except web.HTTPRequestEntityTooLarge as exc:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
@@ -427,6 +489,10 @@ def _check_embedding_signature(signature: ServedSignature, model: str, dimension
 
 def _json_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
+
+
+async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Access-Control-Allow-Origin"] = "*"
 
 
 def _error(exc: ServingError) -> web.Response:
