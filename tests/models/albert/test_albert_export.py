@@ -1,9 +1,5 @@
-"""End-to-end ALBERT and XLM-RoBERTa exports (SentencePiece Unigram in the graph).
-
-Not collected (no ``test_`` prefix) until the in-graph Unigram tokenizer (branch uni) is on
-main: rename to ``test_albert_export.py`` then. Passed (2 tests) on a trial merge of branch
-uni at 08:40 UTC 2026-12-03.
-"""
+"""End-to-end ALBERT and XLM-RoBERTa exports (SentencePiece Unigram in the graph), verified
+against PyTorch: ALBERT's classifier on its pooler, XLM-R's fill-mask lm_head."""
 
 from __future__ import annotations
 
