@@ -239,10 +239,10 @@ def _check_output(output: Path, *, overwrite: bool) -> None:
 def _max_seq_length(loader: Any, requested: int | None) -> int:
     if requested is None:
         return int(loader.default_max_seq_length)
-    limit = loader.config.max_position_embeddings
+    limit = loader.config.max_sequence_length
     if not 3 <= requested <= limit:
         raise ExportConfigError(
-            f"--max-seq-length must lie in [3, {limit}] (max_position_embeddings), not {requested}"
+            f"--max-seq-length must lie in [3, {limit}] (the model's positions), not {requested}"
         )
     return int(requested)
 
@@ -365,12 +365,10 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
 
     buckets = list(warmup_lengths(tokenizer))
     lower = buckets[buckets.index(bucket) - 1] if buckets.index(bucket) > 0 else 0
-    # A word the tokenizer makes exactly one token of: "the" in English BERT vocabularies;
-    # otherwise the first such vocabulary entry (a Unigram piece "s" is "▁" + "s" as a word).
-    candidates = ["the"] + [t for t in tokenizer.vocab[:2000] if t.isalpha()]
-    counts = tokenizer.tokenize(tf.constant(candidates)).row_lengths().numpy()
-    word = next(text for text, count in zip(candidates, counts, strict=True) if count == 1)
-    longest = bucket - 2  # room for [CLS] and [SEP]
+    word = _one_token_word(tokenizer)
+    # Room for the family's specials ([CLS] [SEP], <s> </s>...) around the one-token word.
+    specials = int(tokenizer(tf.constant([word]))[contract.INPUT_MASK].numpy().sum()) - 1
+    longest = bucket - specials
     texts = []
     for row in range(batch_size):
         words = max(1, longest - (row * (longest - lower)) // max(batch_size, 1))
@@ -379,6 +377,23 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
     if lengths != bucket:
         raise ModelError(f"warmup texts for bucket {bucket} landed in {lengths}")
     return texts
+
+
+# Words tried, in order, for one that every tokenizer kind (WordPiece "the", BPE "the"/"Ġthe",
+# SentencePiece "▁the") keeps as one token each time it repeats.
+_WARMUP_WORDS = ("the", "a", "de", "la", "x", "0", *"abcdefghijklmnopqrstuvwxyz123456789")
+
+
+def _one_token_word(tokenizer: Any) -> str:
+    import tensorflow as tf
+
+    repeats = 4
+    candidates = [" ".join([word] * repeats) for word in _WARMUP_WORDS]
+    lengths = tokenizer.tokenize(tf.constant(candidates)).row_lengths().numpy()
+    for word, length in zip(_WARMUP_WORDS, lengths, strict=True):
+        if length == repeats:
+            return word
+    raise ModelError("no warmup word is a single token of this tokenizer's vocabulary")
 
 
 def _write_warmup(version_dir: Path, tokenizer: Any) -> int:
