@@ -13,6 +13,7 @@ Example::
 """
 
 from clients._metadata import ModelMetadata, ModelVersionStatus, SignatureSpec, TensorSpec
+from clients._rerank import RerankResult
 from clients.async_grpc_client import AsyncGrpcClient
 from clients.async_rest_client import AsyncRestClient
 from clients.errors import (
@@ -38,6 +39,7 @@ __all__ = [
     "ModelVersionStatus",
     "NotFoundError",
     "OverloadedError",
+    "RerankResult",
     "RestClient",
     "RetryPolicy",
     "SignatureSpec",

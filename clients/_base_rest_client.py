@@ -19,6 +19,7 @@ from clients._error_mapping import error_from_http, error_from_transport
 from clients._metadata import ModelMetadata, ModelVersionStatus, output_dtypes, single_output_name
 from clients._openai import build_openai_embeddings_body, parse_openai_embeddings_body
 from clients._predict_call import PredictCall
+from clients._rerank import RERANK_PATH, RerankResult, build_rerank_body, parse_rerank_body
 from clients._rest_json import (
     build_rest_predict_body,
     filter_outputs,
@@ -190,6 +191,27 @@ class BaseRestClient(BaseClient):
             timeout_s=timeout_s,
         )
         return parse_openai_embeddings_body(body, len(encoded))
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[RerankResult]:
+        """Cross-encoder scores through textserve-server's ``POST /v1/rerank`` (a
+        classification export with a ``serving_pair`` signature), best first. Example::
+
+            client.rerank("how to bake bread", ["knead and bake", "stock prices"], top_n=1)
+        """
+        body = await self._request(
+            "POST",
+            RERANK_PATH,
+            body=build_rerank_body(self.settings.model_name, query, documents, top_n),
+            timeout_s=timeout_s,
+        )
+        return parse_rerank_body(body, len(documents))
 
     async def _fetch_status(
         self, version: int | None, version_label: str | None, timeout_s: float | None

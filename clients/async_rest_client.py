@@ -23,3 +23,4 @@ class AsyncRestClient(AsyncShell, BaseRestClient):
     http_class = httpx.AsyncClient
 
     embed_openai = BaseRestClient._embed_openai
+    rerank = BaseRestClient._rerank

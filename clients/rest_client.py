@@ -31,3 +31,4 @@ class RestClient(SyncShell, BaseRestClient):
     http_class = httpx.Client
 
     embed_openai = blocking(BaseRestClient._embed_openai)
+    rerank = blocking(BaseRestClient._rerank)

@@ -169,6 +169,10 @@ class InferenceCore(Protocol):
 
     def model_status(self, model: ModelRef) -> Sequence[VersionStatus]: ...
 
+    def model_names(self) -> Sequence[str]:
+        """Every configured model name, sorted (whatever the state of its versions)."""
+        ...
+
     async def reload_config(self, model_server_config: bytes) -> None:
         """Apply a serialized tensorflow.serving.ModelServerConfig (HandleReloadConfigRequest)."""
         ...

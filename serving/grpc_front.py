@@ -32,6 +32,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.protos import serving_apis_pb2 as apis
 from models import contract
+from serving.api_keys import ApiKeys
+from serving.bearer_auth_interceptor import BearerAuthInterceptor
+from serving.connection_limits import ConnectionLimits
 from serving.core_api import InferenceCore, ModelRef, PredictCall
 from serving.errors import Code, ServingError
 from serving.input_checks import InputChecks
@@ -156,8 +159,14 @@ class GrpcFront:
         tensor_content: bool = False,
         max_concurrent_rpcs: int | None = None,
         ssl: SslSettings | None = None,
+        connections: ConnectionLimits | None = None,
+        api_keys: ApiKeys | None = None,
+        keys_cover_health: bool = False,
     ) -> None:
         self.core = core
+        self.connections = connections or ConnectionLimits()
+        self.api_keys = api_keys
+        self.keys_cover_health = keys_cover_health
         self.api = TfServingApi(core)
         self.ssl = ssl
         self.port = port
@@ -176,8 +185,24 @@ class GrpcFront:
             ("grpc.max_receive_message_length", self.codec.checks.limits.max_request_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
+            *self.connections.grpc_options(),
         ]
-        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=self.max_concurrent_rpcs)
+        interceptors = []
+        if self.api_keys is not None:
+            interceptors.append(
+                BearerAuthInterceptor(
+                    keys=self.api_keys,
+                    cover_health=self.keys_cover_health,
+                    on_refused=lambda: self.core.record_request(
+                        model="", api="grpc", code=Code.UNAUTHENTICATED
+                    ),
+                )
+            )
+        server = grpc.aio.server(
+            options=options,
+            maximum_concurrent_rpcs=self.max_concurrent_rpcs,
+            interceptors=interceptors,
+        )
         server.add_generic_rpc_handlers(self._services())
         if self.enable_health:
             self._health = _HealthServicer(self.core)

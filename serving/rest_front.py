@@ -8,6 +8,9 @@ Routes (TF Serving's own regexes, case-insensitive, as tensorflow_model_server m
 - ``POST ...:classify`` / ``...:regress``                          TF Serving's answer for
   models without tf.Example signatures
 - ``POST /v1/embeddings``                                          OpenAI embeddings format
+- ``GET  /v1/models``                                              OpenAI model list
+- ``POST /v1/rerank``                                              TEI/Cohere-style rerank
+- ``GET  /v1/health`` (and TEI's ``/health``)                      200 ready / 503 + reason
 - ``GET  /v1/openapi.json``                                        OpenAPI 3 document
 - ``GET  <monitoring path>``                                       Prometheus, when enabled
 
@@ -41,13 +44,20 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from models import contract
+from serving.api_keys import ApiKeys
+from serving.connection_limits import ConnectionLimits
 from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
+from serving.embedding_options import EmbeddingOptions
 from serving.errors import Code, ServingError
+from serving.health import health
 from serving.input_checks import InputChecks
 from serving.json_log import RejectedHttpFilter
 from serving.limits import Limits
+from serving.openai_models import OpenAiModels
 from serving.predict_json import PredictJson
 from serving.request_body import read_body
+from serving.rerank import Rerank, RerankRequest
+from serving.rest_connection_guard import RestConnectionGuard
 from serving.served_signature import ServedSignature
 from serving.tf_serving_api import ExampleMethod, TfServingApi
 from serving.tf_serving_messages import metadata_response, signature_def_map, status_response
@@ -70,6 +80,9 @@ _MODEL_STATUS_API = re.compile(
     re.IGNORECASE,
 )
 _JSON = "application/json"
+MODELS_PATH = "/v1/models"
+RERANK_PATH = "/v1/rerank"
+HEALTH_PATHS = ("/v1/health", "/health")
 _INT64_MAX = 2**63 - 1
 _EXAMPLE_METHODS = {"classify": ExampleMethod.CLASSIFY, "regress": ExampleMethod.REGRESS}
 
@@ -91,8 +104,17 @@ class RestFront:
         limits: Limits | None = None,
         timeout_ms: int | None = contract.DEFAULT_REST_API_TIMEOUT_MS,
         metrics_path: str | None = None,
+        connections: ConnectionLimits | None = None,
+        api_keys: ApiKeys | None = None,
+        keys_cover_health_and_metrics: bool = False,
+        cors: bool = False,
     ) -> None:
         self.core = core
+        self.connections = connections or ConnectionLimits()
+        self.api_keys = api_keys
+        self.keys_cover_health_and_metrics = keys_cover_health_and_metrics
+        self.cors = cors
+        self._guard: RestConnectionGuard | None = None
         self.api = TfServingApi(core)
         self.port = port
         self.host = host
@@ -101,6 +123,8 @@ class RestFront:
         self.timeout_s = timeout_ms / 1000 if timeout_ms else None
         self.metrics_path = metrics_path
         self._openapi = OPENAPI_FILE.read_bytes()
+        self.models = OpenAiModels(core, created=int(time.time()))
+        self.rerank = Rerank(self.api, self.checks)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._in_flight = 0
@@ -115,6 +139,8 @@ class RestFront:
             client_max_size=self.checks.limits.max_request_bytes + 1,
             middlewares=[self._track_in_flight],
         )
+        if self.cors:
+            app.on_response_prepare.append(_allow_any_origin)
         # One route for every path: TF Serving matches its paths case-insensitively, and a path
         # nothing serves must still answer {"error": ...} JSON, not aiohttp's plain-text 404.
         app.router.add_route("*", "/{tail:.*}", self._route)
@@ -123,8 +149,35 @@ class RestFront:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
         folded = path.lower()
+        if self.cors and request.method == "OPTIONS":
+            # TF Serving's preflight answer (+ Authorization, which API keys need).
+            return web.Response(
+                status=200,
+                headers={
+                    "Access-Control-Allow-Methods": "POST, GET",
+                    "Access-Control-Allow-Headers": "Content-Type, Authorization",
+                },
+            )
+        if self.api_keys is not None and not self._exempt(request, path):
+            if not self.api_keys.check(request.headers.get("Authorization")):
+                self.core.record_request(model="", api="rest", code=Code.UNAUTHENTICATED)
+                response = _error(
+                    ServingError(
+                        Code.UNAUTHENTICATED,
+                        "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                    )
+                )
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
         if folded == contract.OPENAI_EMBEDDINGS_PATH and request.method == "POST":
             return await self._handle_embeddings(request)
+        if folded.rstrip("/") == MODELS_PATH and request.method == "GET":
+            return _json_response(orjson.dumps(self.models.model_list()))
+        if folded in HEALTH_PATHS and request.method in ("GET", "HEAD"):
+            status, body = health(self.core)
+            return _json_response(orjson.dumps(body), status)
+        if folded == RERANK_PATH and request.method == "POST":
+            return await self._handle_rerank(request)
         if folded == contract.OPENAPI_PATH and request.method == "GET":
             return _json_response(self._openapi)
         if self.metrics_path and path == self.metrics_path and request.method == "GET":
@@ -133,6 +186,18 @@ class RestFront:
         if folded.startswith("/v1/"):
             return await self._handle_tf_serving(request)
         return _error(ServingError(Code.NOT_FOUND, f"Not found: {request.method} {path}"))
+
+    def _exempt(self, request: web.Request, path: str) -> bool:
+        """Probes and scrapers: metrics, GET model status (TF Serving's readiness check) and
+        the health routes."""
+        if self.keys_cover_health_and_metrics or request.method != "GET":
+            return False
+        if self.metrics_path and path == self.metrics_path:
+            return True
+        if path.lower() in HEALTH_PATHS:  # probes, like the status route
+            return True
+        match = _MODEL_STATUS_API.fullmatch(path)
+        return match is not None and match.group(1) is not None and match.group(4) is None
 
     async def start(self) -> int:
         # Bodies are decompressed by serving.request_body.read_body, within the byte limit.
@@ -147,7 +212,14 @@ class RestFront:
             logger=_HTTP_LOG,
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_port=False)
+        self._guard = RestConnectionGuard(runner=self._runner, limits=self.connections)
+        self._guard.start()
+        self._site = web.TCPSite(
+            self._runner,
+            self.host,
+            self.port,
+            reuse_port=False,
+        )
         await self._site.start()
         self.port = int(self._runner.addresses[0][1])  # the bound port when port=0
         _log.info("REST front listening", extra={"event": "rest_started", "port": self.port})
@@ -155,6 +227,8 @@ class RestFront:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting connections, lets in-flight requests finish within ``grace`` s."""
+        if self._guard is not None:
+            await self._guard.stop()
         if self._site is not None:
             await self._site.stop()
         if grace:
@@ -252,8 +326,18 @@ class RestFront:
                 f"request body is larger than the limit of {limit} bytes (got {declared} bytes); "
                 "split the request",
             )
+        body_ms = self.connections.rest_api_body_timeout_in_ms
         try:
-            raw = await request.read()
+            raw = await asyncio.wait_for(request.read(), body_ms / 1000 if body_ms else None)
+        except TimeoutError as exc:
+            # A body trickled in (slowloris): the connection is not worth keeping either.
+            if request.transport is not None:
+                request.transport.close()
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED,
+                f"the request body did not arrive within {body_ms} ms "
+                "(--rest_api_body_timeout_in_ms)",
+            ) from exc
         except web.HTTPRequestEntityTooLarge as exc:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
@@ -300,6 +384,29 @@ class RestFront:
         array[:] = [text.encode("utf-8") for text in texts]
         return self.checks.check_inputs({contract.TEXT: array}, texts_checked={contract.TEXT})
 
+    # ------------------------------------------------------------------ rerank
+    async def _handle_rerank(self, request: web.Request) -> web.Response:
+        doc: Any = None
+        try:
+            try:
+                doc = await self._read_json(request)
+                rerank = RerankRequest.from_json(
+                    doc, max_documents=self.checks.limits.max_rows_per_request
+                )
+            except ServingError as exc:  # the api counts what reaches it; count the rest
+                model = doc.get("model") if isinstance(doc, dict) else None
+                self.core.record_request(
+                    model=model if isinstance(model, str) else "", api="rerank", code=exc.code
+                )
+                raise
+            body = await self.rerank.run(rerank, deadline=self._deadline())
+            return _json_response(orjson.dumps(body))
+        except ServingError as exc:
+            return _error(exc)
+        except Exception as exc:
+            _log.exception("REST /v1/rerank failed")
+            return _error(ServingError(Code.INTERNAL, f"rerank failed: {exc!r}"))
+
     # ------------------------------------------------------------------ OpenAI embeddings
     async def _handle_embeddings(self, request: web.Request) -> web.Response:
         try:
@@ -315,6 +422,7 @@ class RestFront:
         try:
             doc = await self._read_json(request)
             ref, texts, encoding, dimensions = _embeddings_request(doc)
+            options = EmbeddingOptions.from_json(doc)
             inputs = self._text_inputs(texts)
         except ServingError as exc:  # the api counts what reaches it; count the rest
             model = doc.get("model") if isinstance(doc, dict) else None
@@ -350,6 +458,9 @@ class RestFront:
         else:
             result, tokens = await embed, 0
         vectors = np.asarray(result.outputs[contract.EMBEDDING], dtype=np.float32)
+        if options.normalize:
+            norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+            vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         data: list[dict[str, Any]] = []
         for index, vector in enumerate(vectors):
             embedding: Any = (
@@ -417,7 +528,7 @@ def _check_embedding_signature(signature: ServedSignature, model: str, dimension
         )
     shape = signature.outputs[contract.EMBEDDING].shape
     width = shape[-1] if shape else None
-    if dimensions is not None and dimensions != width:
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions != width):
         raise ServingError(
             Code.INVALID_ARGUMENT,
             f"model '{model}' returns {width}-dimensional embeddings; 'dimensions' cannot "
@@ -427,6 +538,10 @@ def _check_embedding_signature(signature: ServedSignature, model: str, dimension
 
 def _json_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
+
+
+async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Access-Control-Allow-Origin"] = "*"
 
 
 def _error(exc: ServingError) -> web.Response:

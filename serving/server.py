@@ -16,6 +16,7 @@ import logging
 import signal
 import socket
 
+from serving.api_keys import ApiKeys
 from serving.grpc_front import GrpcFront
 from serving.json_log import configure_logging
 from serving.native_log import NativeStderr
@@ -26,7 +27,7 @@ from serving.serving_core import ServingCore
 _LOG = logging.getLogger("textserve.server")
 
 
-def _rest_front(core: ServingCore, config: ServerConfig) -> RestFront:
+def _rest_front(core: ServingCore, config: ServerConfig, keys: ApiKeys | None) -> RestFront:
     mon = config.monitoring
     return RestFront(
         core,
@@ -35,6 +36,10 @@ def _rest_front(core: ServingCore, config: ServerConfig) -> RestFront:
         limits=config.limits,
         timeout_ms=config.rest_api_timeout_ms,
         metrics_path=mon.prometheus_path if mon.prometheus_enabled else None,
+        connections=config.connections,
+        api_keys=keys,
+        keys_cover_health_and_metrics=config.api_keys_cover_health_and_metrics,
+        cors=config.rest_api_enable_cors_support,
     )
 
 
@@ -87,6 +92,8 @@ async def _serve(config: ServerConfig, *, stop: asyncio.Event | None) -> int:
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # One key set for both fronts: a change of the file reaches both at once.
+    keys = ApiKeys.from_file(config.api_keys_file) if config.api_keys_file else None
     core = ServingCore(config)
     await core.start()
     exit_code = 0
@@ -99,12 +106,15 @@ async def _serve(config: ServerConfig, *, stop: asyncio.Event | None) -> int:
             limits=config.limits,
             enable_health=config.enable_grpc_healthcheck_service,
             ssl=config.ssl,
+            connections=config.connections,
+            api_keys=keys,
+            keys_cover_health=config.api_keys_cover_health_and_metrics,
         )
         grpc_port = await grpc_front.start()
         fronts.append(grpc_front)
         rest_port = 0
         if config.rest_port:
-            rest = _rest_front(core, config)
+            rest = _rest_front(core, config, keys)
             rest_port = await rest.start()
             fronts.append(rest)
         _LOG.info(

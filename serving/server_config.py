@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from models import contract
+from serving.connection_limits import ConnectionLimits
 from serving.limits import Limits
 
 
@@ -115,3 +116,9 @@ class ServerConfig:
     # A second TF worker holding every served version, promoted when the active one dies.
     # Costs a second worker's memory (TensorFlow + every model).
     worker_standby: bool = False
+    connections: ConnectionLimits = ConnectionLimits()
+    # One key per line; "" = no authentication (TF Serving has none).
+    api_keys_file: str = ""
+    # Health checks and metrics need a key too (off: probes and scrapers need no secret).
+    api_keys_cover_health_and_metrics: bool = False
+    rest_api_enable_cors_support: bool = False

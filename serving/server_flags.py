@@ -12,12 +12,14 @@ import os
 from collections.abc import Sequence
 
 from models import contract
+from serving.api_keys import ApiKeys, ApiKeysError
 from serving.config_files import (
     load_batching_file,
     load_model_config_file,
     load_monitoring_file,
     load_ssl_config_file,
 )
+from serving.connection_limits import ConnectionLimits
 from serving.limits import Limits
 from serving.server_config import (
     BatchingConfig,
@@ -232,6 +234,78 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "at once (else after a TF import and model loads, ~30 s) and rollouts skip the TF "
         "import. Costs a second worker's memory (TensorFlow + every model).",
     )
+    flag_bool(
+        "--rest_api_enable_cors_support",
+        c.rest_api_enable_cors_support,
+        "TF Serving's flag: answer CORS preflight (OPTIONS) requests and add "
+        "Access-Control-Allow-Origin: * to every REST response, so browser pages on other "
+        "origins may call the API. Off by default: any web page could then call the server.",
+    )
+    sec = p.add_argument_group("authentication and connection limits (0 = off)")
+    sec.add_argument(
+        "--api_keys_file",
+        default=c.api_keys_file,
+        help=(
+            "File of API keys, one per line (# comments); read again when it changes. With it, "
+            "REST needs 'Authorization: Bearer <key>' and gRPC the metadata 'authorization: "
+            "Bearer <key>' (401 / UNAUTHENTICATED otherwise). Costs a SHA-256 per request."
+        ),
+    )
+    flag_bool(
+        "--api_keys_cover_health_and_metrics",
+        c.api_keys_cover_health_and_metrics,
+        "Require a key for gRPC health checks, REST model status and Prometheus metrics too "
+        "(off: probes and scrapers need no secret).",
+    )
+    cl = ConnectionLimits()
+    for name, help_ in (
+        (
+            "rest_api_header_timeout_in_ms",
+            "Close a REST connection whose request headers have not all arrived this long "
+            "after it opened (slowloris).",
+        ),
+        (
+            "rest_api_body_timeout_in_ms",
+            "Answer 408 and close when a request body has not all arrived in this long.",
+        ),
+        (
+            "rest_api_idle_timeout_in_ms",
+            "Close a kept-alive REST connection with no request for this long.",
+        ),
+        (
+            "rest_api_max_connections",
+            "Close REST connections beyond this many as they open (each holds a socket and "
+            "buffers).",
+        ),
+        (
+            "grpc_handshake_timeout_in_ms",
+            "Close a gRPC connection that has not finished its HTTP/2 (and TLS) handshake in "
+            "this long.",
+        ),
+        (
+            "grpc_max_connection_idle_in_ms",
+            "Send GOAWAY to a gRPC connection with no RPC for this long (clients reconnect "
+            "when they need to).",
+        ),
+        (
+            "grpc_max_connections",
+            "Refuse gRPC connections beyond this many (grpc.max_allowed_incoming_connections).",
+        ),
+    ):
+        sec.add_argument(
+            f"--{name}",
+            type=int,
+            default=getattr(cl, name),
+            help=f"{help_} Default %(default)s.",
+        )
+    sec.add_argument(
+        "--grpc_channel_arguments",
+        default=cl.grpc_channel_arguments,
+        help=(
+            "TF Serving's flag: gRPC server arguments as name=value pairs, comma separated "
+            "(e.g. grpc.max_connection_age_ms=600000); they override the limits above."
+        ),
+    )
     o.add_argument(
         "--drain_timeout_seconds",
         type=float,
@@ -287,6 +361,18 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
     for field in dataclasses.fields(limits):
         if getattr(limits, field.name) < 1:
             raise ConfigError(f"--{field.name} must be >= 1")
+    connections = ConnectionLimits(
+        **{f.name: getattr(ns, f.name) for f in dataclasses.fields(ConnectionLimits)}
+    )
+    try:
+        connections.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if ns.api_keys_file:
+        try:
+            ApiKeys.from_file(ns.api_keys_file)
+        except ApiKeysError as exc:
+            raise ConfigError(str(exc)) from exc
     return ServerConfig(
         models=models,
         grpc_port=ns.port,
@@ -311,4 +397,8 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
         drain_timeout_seconds=ns.drain_timeout_seconds,
         log_level=ns.log_level,
         worker_standby=ns.worker_standby,
+        connections=connections,
+        api_keys_file=ns.api_keys_file,
+        api_keys_cover_health_and_metrics=ns.api_keys_cover_health_and_metrics,
+        rest_api_enable_cors_support=ns.rest_api_enable_cors_support,
     )

@@ -336,6 +336,9 @@ class ServingCore:
         ):
             raise ServingError(Code.UNKNOWN, "some models failed to load: " + "; ".join(failed))
 
+    def model_names(self) -> Sequence[str]:
+        return self._manager.model_names()
+
     def is_serving(self) -> bool:
         return not self._draining and self._pool.alive and self._manager.all_available()
 

@@ -352,6 +352,8 @@ class WorkerPool:
                     break
                 key, path = missing[0]
                 await self._load_into(sb, key, path)
+            if not sb.keys:
+                return  # nothing to mirror yet (the active worker is still loading)
             _LOG.info(
                 "standby ready",
                 extra={"event": "standby_ready", "pid": sb.process.pid, "versions": len(sb.keys)},

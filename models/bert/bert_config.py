@@ -111,6 +111,12 @@ class BertConfig:
             raise CheckpointError(f"cannot read {path}: {exc}") from exc
         return cls.from_dict(raw)
 
+    @property
+    def max_sequence_length(self) -> int:
+        """The most tokens one text may have: the position table's size, less the positions
+        a family never uses (RoBERTa and MPNet count from the padding index + 1)."""
+        return self.max_position_embeddings
+
     def encoder_kwargs(self, *, use_pooler: bool = True) -> dict[str, Any]:
         """Constructor arguments of :class:`models.bert.bert_encoder.BertEncoder`."""
         return {

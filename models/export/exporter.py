@@ -239,10 +239,10 @@ def _check_output(output: Path, *, overwrite: bool) -> None:
 def _max_seq_length(loader: Any, requested: int | None) -> int:
     if requested is None:
         return int(loader.default_max_seq_length)
-    limit = loader.config.max_position_embeddings
+    limit = loader.config.max_sequence_length
     if not 3 <= requested <= limit:
         raise ExportConfigError(
-            f"--max-seq-length must lie in [3, {limit}] (max_position_embeddings), not {requested}"
+            f"--max-seq-length must lie in [3, {limit}] (the model's positions), not {requested}"
         )
     return int(requested)
 
@@ -274,7 +274,7 @@ def build_encoder_and_head(loader: Any, *, task: str) -> tuple[Any, Any, Any]:
         head = ClassificationHead(
             num_labels=len(config.id2label),
             hidden_size=config.hidden_size,
-            multi_label=config.problem_type == "multi_label_classification",
+            multi_label=_sigmoid_probabilities(config),
             inner_activation=family.classifier_activation,
         )
         targets.update(family.rename(head.checkpoint_variables(), family.classifier_renames))
@@ -365,13 +365,10 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
 
     buckets = list(warmup_lengths(tokenizer))
     lower = buckets[buckets.index(bucket) - 1] if buckets.index(bucket) > 0 else 0
-    # "the" is one word piece in English BERT vocabularies; otherwise the first whole word.
-    word = (
-        "the"
-        if "the" in tokenizer.vocab
-        else next(t for t in tokenizer.vocab if t.isalpha() and not t.startswith("["))
-    )
-    longest = bucket - 2  # room for [CLS] and [SEP]
+    word = _one_token_word(tokenizer)
+    # Room for the family's specials ([CLS] [SEP], <s> </s>...) around the one-token word.
+    specials = int(tokenizer(tf.constant([word]))[contract.INPUT_MASK].numpy().sum()) - 1
+    longest = bucket - specials
     texts = []
     for row in range(batch_size):
         words = max(1, longest - (row * (longest - lower)) // max(batch_size, 1))
@@ -380,6 +377,23 @@ def warmup_texts(tokenizer: Any, *, bucket: int, batch_size: int) -> list[str]:
     if lengths != bucket:
         raise ModelError(f"warmup texts for bucket {bucket} landed in {lengths}")
     return texts
+
+
+# Words tried, in order, for one that every tokenizer kind (WordPiece "the", BPE "the"/"Ġthe",
+# SentencePiece "▁the") keeps as one token each time it repeats.
+_WARMUP_WORDS = ("the", "a", "de", "la", "x", "0", *"abcdefghijklmnopqrstuvwxyz123456789")
+
+
+def _one_token_word(tokenizer: Any) -> str:
+    import tensorflow as tf
+
+    repeats = 4
+    candidates = [" ".join([word] * repeats) for word in _WARMUP_WORDS]
+    lengths = tokenizer.tokenize(tf.constant(candidates)).row_lengths().numpy()
+    for word, length in zip(_WARMUP_WORDS, lengths, strict=True):
+        if length == repeats:
+            return word
+    raise ModelError("no warmup word is a single token of this tokenizer's vocabulary")
 
 
 def _write_warmup(version_dir: Path, tokenizer: Any) -> int:
@@ -506,7 +520,7 @@ def _model_card(
         "pooling_mode": loader.pooling_mode if task == contract.TASK_EMBEDDING else None,
         "normalize": loader.normalize if task == contract.TASK_EMBEDDING else None,
         "labels": list(model.id2label),
-        "multi_label": config.problem_type == "multi_label_classification",
+        "multi_label": _sigmoid_probabilities(config),
         "top_k": model.top_k if task == contract.TASK_FILL_MASK else None,
         "max_seq_length": model.tokenizer.max_seq_length,
         "length_buckets": list(model.tokenizer.length_buckets),
@@ -595,3 +609,10 @@ class _Steps:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _sigmoid_probabilities(config: Any) -> bool:
+    """Independent sigmoids for multi-label checkpoints and for a single logit: a softmax over
+    one logit is always 1, and sigmoid is what sentence-transformers' CrossEncoder applies to
+    one-logit (reranker) checkpoints."""
+    return config.problem_type == "multi_label_classification" or len(config.id2label) == 1

@@ -63,6 +63,14 @@ class TfHubCheckpointWriter:
         ``pooled_output``, which is BertForSequenceClassification's layout."""
         from safetensors.numpy import save_file
 
+        config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+        if config.get("model_type", "bert") != "bert":
+            # Other families' classifiers are laid out differently (RoBERTa: dense + out_proj
+            # on the first token); only BERT's is written here.
+            raise ExportConfigError(
+                f"writing a fine-tuned classifier back supports BERT checkpoints only, not "
+                f"model_type {config['model_type']!r}"
+            )
         state = self._encoder_state(encoder)
         if "bert.pooler.dense.weight" not in state:
             raise ExportConfigError(
@@ -76,7 +84,6 @@ class TfHubCheckpointWriter:
             )
         state["classifier.weight"] = np.ascontiguousarray(kernel.T, np.float32)
         state["classifier.bias"] = np.ascontiguousarray(bias, np.float32)
-        config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
         config["architectures"] = ["BertForSequenceClassification"]
         config["id2label"] = {str(i): label for i, label in enumerate(labels)}
         config["label2id"] = {label: i for i, label in enumerate(labels)}

@@ -79,11 +79,14 @@ def export_tfhub(
             loader,
             max_seq_length
             if max_seq_length is not None
-            else min(contract.TFHUB_DEFAULT_SEQ_LENGTH, loader.config.max_position_embeddings),
+            else min(contract.TFHUB_DEFAULT_SEQ_LENGTH, loader.default_max_seq_length),
         )
         steps.start("building model and loading weights")
         if export_type == contract.EXPORT_PREPROCESSING:
-            module, weights_loaded = _build_preprocessor(loader, seq_length=seq_length), 0
+            module = _build_preprocessor(
+                loader, seq_length=seq_length, limit=max(seq_length, loader.default_max_seq_length)
+            )
+            weights_loaded = 0
         else:
             module, weights_loaded = _build_encoder(
                 loader, with_mlm=export_type == contract.EXPORT_ENCODER_WITH_MLM
@@ -149,46 +152,33 @@ def export_tfhub(
 
 
 def _build_encoder(loader: Any, *, with_mlm: bool) -> tuple[Any, int]:
-    from models.bert.bert_encoder import BertEncoder
+    from models.export.exporter import build_encoder_and_head
     from models.export.tfhub_encoder import TfHubEncoder
-    from models.layers.masked_lm_head import MaskedLMHead
 
-    config = loader.config
-    encoder = BertEncoder(**config.encoder_kwargs(use_pooler=loader.has_pooler))
-    targets = dict(encoder.checkpoint_variables())
-    head = None
-    if with_mlm:
-        if "cls.predictions.bias" not in loader.tensors:
-            raise ExportConfigError(
-                f"--export-type {contract.EXPORT_ENCODER_WITH_MLM} needs a checkpoint with a "
-                f"masked-LM head (cls.predictions.*); {loader.weights_file} has none"
-            )
-        head = MaskedLMHead(
-            vocab_size=config.vocab_size,
-            hidden_size=config.hidden_size,
-            hidden_act=config.hidden_act,
-            layer_norm_epsilon=config.layer_norm_eps,
-            token_embedding=encoder.word_embeddings if loader.decoder_is_tied else None,
+    if with_mlm and not loader.has_mlm_head:
+        raise ExportConfigError(
+            f"--export-type {contract.EXPORT_ENCODER_WITH_MLM} needs a checkpoint with a "
+            f"masked-LM head; {loader.weights_file} has none"
         )
-        targets.update(head.checkpoint_variables())
+    # The family's encoder and, for the MLM, its fill-mask head, loaded as end-to-end exports
+    # load them (the embedding task loads the encoder alone; its pooling head has no weights).
     task = contract.TASK_FILL_MASK if with_mlm else contract.TASK_EMBEDDING
-    report = loader.assign(targets, task=task)
-    tokenizer = _tokenizer(loader, seq_length=min(config.max_position_embeddings, 512))
+    encoder, head, report = build_encoder_and_head(loader, task=task)
+    tokenizer = _tokenizer(loader, seq_length=loader.default_max_seq_length)
     module = TfHubEncoder(
         encoder=encoder,
-        mlm_head=head,
+        mlm_head=head if with_mlm else None,
         vocab_file=tokenizer.vocab_file,
         do_lower_case=bool(tokenizer.do_lower_case),
     )
     return module, report.num_loaded
 
 
-def _build_preprocessor(loader: Any, *, seq_length: int) -> Any:
+def _build_preprocessor(loader: Any, *, seq_length: int, limit: int) -> Any:
+    """``limit``: the longest input the model takes (the tokenizer's max_seq_length);
+    ``bert_pack_inputs`` is traced for lengths up to it."""
     from models.export.tfhub_preprocessor import TfHubPreprocessor
 
-    # The tokenizer's own limit is the model's: bert_pack_inputs may be asked for any traced
-    # seq_length up to it.
-    limit = min(loader.config.max_position_embeddings, 512)
     return TfHubPreprocessor(
         tokenizer=_tokenizer(loader, seq_length=limit), seq_length=seq_length, max_seq_length=limit
     )
@@ -213,8 +203,9 @@ def verify_tfhub_export(
 ) -> dict[str, Any]:
     """Load ``saved_dir`` back and compare it with the Hugging Face reference.
 
-    Encoders: ``sequence_output``, every ``encoder_outputs`` entry and ``pooled_output`` (the
-    pooler's, or the [CLS] state without one) to 1e-5; ``mlm_logits`` to 1e-4. Preprocessing:
+    Encoders: ``sequence_output`` and every ``encoder_outputs`` entry at the real tokens, and
+    ``pooled_output`` (the pooler's, or the [CLS] state without one), to 1e-5; ``mlm_logits``
+    at every real position to 1e-4. Preprocessing:
     ``input_word_ids`` / ``input_type_ids`` token for token (texts and pairs). Raises
     :class:`VerificationError` on the first mismatch.
     """
@@ -238,7 +229,9 @@ def verify_tfhub_export(
         return {"token_texts": checked, "max_abs_diff": 0.0}
 
     with_mlm = export_type == contract.EXPORT_ENCODER_WITH_MLM
-    reference = TorchReference(loader.model_dir, task=contract.TASK_EMBEDDING, max_seq_length=512)
+    # Probe texts truncated as the model's longest input (MiniLM: 256; capped at 512).
+    limit = loader.default_max_seq_length
+    reference = TorchReference(loader.model_dir, task=contract.TASK_EMBEDDING, max_seq_length=limit)
     texts = texts[:_VERIFY_TEXTS]
     worst = 0.0
     for pairs in (None, seconds[:_VERIFY_TEXTS]):
@@ -247,7 +240,7 @@ def verify_tfhub_export(
         expected = reference_encoder_outputs(reference.model, batch, has_pooler=loader.has_pooler)
         inputs = tfhub_inputs(batch)
         ours = loaded(inputs)
-        diff = encoder_max_diff(ours, expected)
+        diff = encoder_max_diff(ours, expected, mask=inputs[contract.INPUT_MASK])
         if diff > ENCODER_TOLERANCE:
             raise VerificationError(
                 f"encoder outputs differ from PyTorch by {diff:.3g} (> {ENCODER_TOLERANCE})"
@@ -255,15 +248,18 @@ def verify_tfhub_export(
         worst = max(worst, diff)
     if with_mlm:
         mlm_reference = TorchReference(
-            loader.model_dir, task=contract.TASK_FILL_MASK, max_seq_length=512
+            loader.model_dir, task=contract.TASK_FILL_MASK, max_seq_length=limit
         )
         expected_mlm = mlm_reference.outputs(texts)
         inputs = {name: expected_mlm[name].astype(np.int32) for name in ENCODER_INPUT_SPECS}
-        # Every position of every row: the head is checked wherever it can be asked.
+        # Every real position of every row: the head is checked wherever it can be asked.
         width = inputs[contract.INPUT_WORD_IDS].shape[1]
         positions = np.tile(np.arange(width, dtype=np.int32), (len(texts), 1))
         mlm = loaded.mlm({**inputs, contract.MASKED_LM_POSITIONS: positions})
-        diff = float(np.max(np.abs(mlm[contract.MLM_LOGITS].numpy() - expected_mlm["mlm_logits"])))
+        real = inputs[contract.INPUT_MASK].astype(bool)
+        diff = float(
+            np.max(np.abs(mlm[contract.MLM_LOGITS].numpy() - expected_mlm["mlm_logits"])[real])
+        )
         if diff > MLM_TOLERANCE:
             raise VerificationError(
                 f"mlm_logits differ from PyTorch by {diff:.3g} (> {MLM_TOLERANCE})"
@@ -273,15 +269,19 @@ def verify_tfhub_export(
 
 
 def tfhub_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """A Hugging Face tokenizer's torch batch as the TF Hub encoder's int32 input dict."""
+    """A Hugging Face tokenizer's torch batch as the TF Hub encoder's int32 input dict (all
+    type ids 0 for tokenizers that have none, e.g. RoBERTa's)."""
     import numpy as np
 
-    names = {
-        contract.INPUT_WORD_IDS: "input_ids",
-        contract.INPUT_MASK: "attention_mask",
-        contract.INPUT_TYPE_IDS: "token_type_ids",
+    ids = batch["input_ids"].numpy().astype(np.int32)
+    types = batch.get("token_type_ids")
+    return {
+        contract.INPUT_WORD_IDS: ids,
+        contract.INPUT_MASK: batch["attention_mask"].numpy().astype(np.int32),
+        contract.INPUT_TYPE_IDS: np.zeros_like(ids)
+        if types is None
+        else types.numpy().astype(np.int32),
     }
-    return {ours: batch[theirs].numpy().astype(np.int32) for ours, theirs in names.items()}
 
 
 def reference_encoder_outputs(model: Any, batch: dict[str, Any], *, has_pooler: bool) -> dict:
@@ -298,8 +298,10 @@ def reference_encoder_outputs(model: Any, batch: dict[str, Any], *, has_pooler: 
     }
 
 
-def encoder_max_diff(ours: dict[str, Any], expected: dict[str, Any]) -> float:
-    """Largest abs difference over pooled, sequence, default and every encoder output."""
+def encoder_max_diff(ours: dict[str, Any], expected: dict[str, Any], *, mask: Any) -> float:
+    """Largest abs difference over pooled, default, and sequence and every encoder output at
+    the real (``mask`` 1) positions: padded positions' states are never read downstream, and
+    the two frameworks' masking leaves them different (1e-4 on MiniLM)."""
     import numpy as np
 
     if len(ours[contract.ENCODER_OUTPUTS]) != len(expected[contract.ENCODER_OUTPUTS]):
@@ -307,10 +309,14 @@ def encoder_max_diff(ours: dict[str, Any], expected: dict[str, Any]) -> float:
             f"encoder_outputs has {len(ours[contract.ENCODER_OUTPUTS])} layers, the reference "
             f"{len(expected[contract.ENCODER_OUTPUTS])}"
         )
-    pairs = [
+    real = np.asarray(mask).astype(bool)
+    per_token = [
         (ours[contract.SEQUENCE_OUTPUT], expected[contract.SEQUENCE_OUTPUT]),
-        (ours[contract.POOLED_OUTPUT], expected[contract.POOLED_OUTPUT]),
-        (ours[contract.DEFAULT_OUTPUT], expected[contract.POOLED_OUTPUT]),
         *zip(ours[contract.ENCODER_OUTPUTS], expected[contract.ENCODER_OUTPUTS], strict=True),
     ]
-    return max(float(np.max(np.abs(np.asarray(a) - b))) for a, b in pairs)
+    diffs = [float(np.max(np.abs(np.asarray(a) - b)[real])) for a, b in per_token]
+    for name in (contract.POOLED_OUTPUT, contract.DEFAULT_OUTPUT):
+        diffs.append(
+            float(np.max(np.abs(np.asarray(ours[name]) - expected[contract.POOLED_OUTPUT])))
+        )
+    return max(diffs)

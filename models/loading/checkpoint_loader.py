@@ -103,8 +103,8 @@ class CheckpointLoader:
         st_max_seq_length = self._read_modules_json()
         self.family, self.config = _read_config(self._require(self.model_dir / "config.json"))
         self.default_max_seq_length = min(
-            st_max_seq_length or self.config.max_position_embeddings,
-            self.config.max_position_embeddings,
+            st_max_seq_length or self.config.max_sequence_length,
+            self.config.max_sequence_length,
             _MAX_SEQ_LENGTH_CAP,
         )
         self.weights_file, raw = self._read_tensors()

@@ -33,6 +33,11 @@ class MPNetConfig(BertConfig):
             "relative_attention_num_buckets": int(raw.get("relative_attention_num_buckets", 32))
         }
 
+    @property
+    def max_sequence_length(self) -> int:
+        # Positions start at 2, after padding index 1 (514 positions hold 512 tokens).
+        return self.max_position_embeddings - 2
+
     def encoder_kwargs(self, *, use_pooler: bool = True) -> dict[str, Any]:
         return {
             **super().encoder_kwargs(use_pooler=use_pooler),

@@ -25,5 +25,10 @@ class RobertaConfig(BertConfig):
         # transformers' RobertaConfig defaults (a config.json may omit them).
         return {"pad_token_id": 1, **raw}
 
+    @property
+    def max_sequence_length(self) -> int:
+        # 514 positions hold 512 tokens: positions start at pad_token_id + 1.
+        return self.max_position_embeddings - (self.pad_token_id + 1)
+
     def encoder_kwargs(self, *, use_pooler: bool = True) -> dict[str, Any]:
         return {**super().encoder_kwargs(use_pooler=use_pooler), "pad_token_id": self.pad_token_id}

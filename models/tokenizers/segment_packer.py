@@ -241,7 +241,10 @@ def _round_robin(first: tf.Tensor, second: tf.Tensor, budget: int) -> tuple[tf.T
     """tf-text's RoundRobinTrimmer for two segments: one token to each segment in turn (first
     segment first) until the budget is spent; a segment that runs out leaves the rest to the
     other. Closed form: the first keeps min(n1, max(ceil(b/2), b - n2))."""
-    keep_first = tf.minimum(first, tf.maximum((budget + 1) // 2, budget - second))
+    # The Python half as a tensor of the lengths' dtype: inside tf.function a bare int becomes
+    # an int32 constant that tf.maximum will not mix with int64 lengths.
+    half = tf.constant((budget + 1) // 2, second.dtype)
+    keep_first = tf.minimum(first, tf.maximum(half, budget - second))
     keep_second = tf.minimum(second, budget - keep_first)
     return keep_first, keep_second
 

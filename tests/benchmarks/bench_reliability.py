@@ -253,14 +253,16 @@ def reload(base: Path, count: int) -> None:
     shutil.rmtree(work.parent)
 
 
-def sigkill(base: Path) -> None:
+def sigkill(base: Path, modes: tuple[bool, ...] = (True, False)) -> None:
     print("== sigkill: first OK answer after SIGKILL of the worker, 8 callers", flush=True)
     texts = sentences()
-    for standby in (True, False):
+    for standby in modes:
         args = ["--enable_batching"] + (["--worker_standby"] if standby else [])
         with ServerProcess(model_name=MODEL, model_base_path=base, args=args) as srv:
             if standby:
-                while not any(e.get("event") == "standby_ready" for e in srv.events()):
+                while not any(
+                    e.get("event") == "standby_ready" and e.get("versions") for e in srv.events()
+                ):
                     time.sleep(0.5)
 
             async def main() -> tuple[float, Counter[str]]:
@@ -275,9 +277,10 @@ def sigkill(base: Path) -> None:
                     nonlocal first_ok
                     k = i
                     while time.perf_counter() < end and not first_ok:
+                        sent = time.perf_counter()
                         code = await g.call(reqs[k % len(reqs)], 10.0)
                         k += 8
-                        if killed_at:
+                        if killed_at and sent > killed_at:  # sent after the kill
                             codes[code] += 1
                             if code == "OK" and not first_ok:
                                 first_ok = time.perf_counter()
@@ -299,13 +302,14 @@ def sigkill(base: Path) -> None:
             pids_before = worker_pids(srv)
             active_before = srv.worker_pid()
             standby_mb = sum(rss_mb(p) for p in pids_before if p != active_before)
+            active_mb = rss_mb(active_before)
             recovery, codes = asyncio.run(main())
             print(
                 f"  --worker_standby={str(standby).lower()}: first OK {recovery:.2f} s after "
-                f"the kill; answers after the kill until then: {dict(codes)}"
+                f"the kill; answers to requests sent after the kill until then: {dict(codes)}"
                 + (
                     f"; standby VmRSS {standby_mb:.0f} MB, serving worker "
-                    f"{rss_mb(active_before):.0f} MB before the kill"
+                    f"{active_mb:.0f} MB before the kill"
                     if standby
                     else ""
                 ),
@@ -326,6 +330,9 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=["idle", "deadline", "reload", "sigkill"])
     p.add_argument("--seconds", type=float, default=20.0, help="length of each load phase")
     p.add_argument("--reloads", type=int, default=15)
+    p.add_argument(
+        "--standby", choices=["both", "on", "off"], default="both", help="sigkill: which runs"
+    )
     args = p.parse_args()
     base = args.model_base_path
     if base is None:
@@ -342,7 +349,7 @@ def main() -> None:
         elif name == "reload":
             reload(base, args.reloads)
         elif name == "sigkill":
-            sigkill(base)
+            sigkill(base, {"both": (True, False), "on": (True,), "off": (False,)}[args.standby])
 
 
 if __name__ == "__main__":

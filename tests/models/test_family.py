@@ -103,3 +103,29 @@ def test_family_renames_heads_by_longest_prefix() -> None:
         "vocab_projector.bias",
         "vocab_projector.weight",
     )
+
+
+@pytest.mark.parametrize(
+    ("model_type", "positions", "pad", "longest"),
+    [
+        ("bert", 512, 0, 512),
+        ("roberta", 514, 1, 512),
+        ("xlm-roberta", 514, 1, 512),
+        ("mpnet", 514, 1, 512),
+        ("roberta", 40, 3, 36),
+    ],
+)
+def test_max_sequence_length_leaves_room_for_the_position_offset(
+    model_type: str, positions: int, pad: int, longest: int
+) -> None:
+    config = FAMILIES[model_type].config_class.from_dict(
+        {
+            "model_type": model_type,
+            "vocab_size": 10,
+            "hidden_size": 8,
+            "num_attention_heads": 2,
+            "max_position_embeddings": positions,
+            "pad_token_id": pad,
+        }
+    )
+    assert config.max_sequence_length == longest

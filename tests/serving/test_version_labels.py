@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ def base(
 
 
 def manager(allow_unavailable: bool = False) -> ModelManager:
-    async def load(key: tuple[str, int], path: str) -> int:
+    async def load(key: tuple[str, int], path: str, keep: Mapping[tuple[str, int], str]) -> int:
         return 0
 
     async def unload(key: tuple[str, int]) -> None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import os
+import random
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tests.support.data import STSB_DIR
 
@@ -29,6 +33,29 @@ def stsb_sentences() -> tuple[str, ...]:
             for row in csv.reader(handle):
                 sentences += [row[0], row[1]]
     return tuple(sentences)
+
+
+def random_unicode_texts(count: int, *, seed: int, extra_tokens: Sequence[str] = ()) -> list[str]:
+    """Texts over all of Unicode (no surrogates), salted with what the pre-tokenizer and the
+    added-token split treat specially: runs of mixed whitespace, contractions, special tokens
+    with and without surrounding spaces."""
+    rng = random.Random(seed)
+    salt = [
+        " ", "  ", "\t", "\n", "\u00a0", "\u3000", "\u2028", "\x00", " \t", "'s", "'S", "'ll",
+        "'re", "''", " '", "'", "1", "²", "٣", "a", "É", "ß", "東", "🇩🇪", "e\u0301",
+        *ROBERTA_SPECIALS, *(" " + token + " " for token in ROBERTA_SPECIALS), *extra_tokens,
+    ]  # fmt: skip
+    texts = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(0, 24)):
+            if rng.random() < 0.45:
+                parts.append(rng.choice(salt))
+            else:
+                code_point = rng.randrange(0x110000 - 0x800)
+                parts.append(chr(code_point + 0x800 if code_point >= 0xD800 else code_point))
+        texts.append("".join(parts))
+    return texts
 
 
 @functools.cache
@@ -88,7 +115,9 @@ def write_english_alphabet_checkpoint(directory: Path, *, unk_token: str | None)
     backend.decoder = decoders.ByteLevel()
     backend.train_from_iterator(
         english,
-        trainers.BpeTrainer(vocab_size=600, special_tokens=list(ROBERTA_SPECIALS), show_progress=False),
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=list(ROBERTA_SPECIALS), show_progress=False
+        ),
     )
     backend.post_processor = processors.RobertaProcessing(
         ("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>"))
@@ -112,8 +141,22 @@ def write_english_alphabet_checkpoint(directory: Path, *, unk_token: str | None)
 
 
 def _without_unk(spec_json: str) -> str:
-    import json
-
     spec = json.loads(spec_json)
     spec["model"]["unk_token"] = None
     return json.dumps(spec)
+
+
+def edited_checkpoint(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of a checkpoint whose tokenizer.json ``edit`` changed in place, loaded as written
+    by the generic fast tokenizer (RobertaTokenizer would rebuild the model and pre-tokenizer
+    from vocab and merges and undo the edit)."""
+    shutil.copytree(source, target)
+    spec_file = target / "tokenizer.json"
+    spec = json.loads(spec_file.read_text(encoding="utf-8"))
+    edit(spec)
+    spec_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    config_file = target / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    return target

@@ -23,6 +23,7 @@ TASK_OF = {
     "base": contract.TASK_EMBEDDING,
     "classification": contract.TASK_CLASSIFICATION,
     "masked_lm": contract.TASK_FILL_MASK,
+    "token_classification": contract.TASK_TOKEN_CLASSIFICATION,
 }
 ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
 
@@ -44,7 +45,7 @@ def perturbed_model(case: FamilyCase, kind: str, *, seed: int = 0, **config_kwar
     import torch
 
     extra: dict[str, Any] = {}
-    if kind == "classification":
+    if kind in ("classification", "token_classification"):
         extra = {"id2label": ID2LABEL, "label2id": {v: k for k, v in ID2LABEL.items()}}
     config = case.config(**extra, **config_kwargs)
     torch.manual_seed(seed)
@@ -90,6 +91,8 @@ def keras_outputs(directory: Path, task: str, inputs: dict[str, Any]) -> dict[st
         result[contract.EMBEDDING] = np.asarray(head(sequence, inputs[contract.INPUT_MASK]))
     elif task == contract.TASK_CLASSIFICATION:
         result[contract.LOGITS] = np.asarray(head(encoded[contract.POOLED_OUTPUT])[contract.LOGITS])
+    elif task == contract.TASK_TOKEN_CLASSIFICATION:
+        result[contract.TOKEN_LOGITS] = np.asarray(head(sequence)[contract.TOKEN_LOGITS])
     else:
         result[contract.MLM_LOGITS] = np.asarray(head(sequence))
     return result
@@ -127,6 +130,8 @@ def torch_outputs(
         result[contract.EMBEDDING] = pooled.numpy()
     elif task == contract.TASK_CLASSIFICATION:
         result[contract.LOGITS] = out.logits.numpy()
+    elif task == contract.TASK_TOKEN_CLASSIFICATION:
+        result[contract.TOKEN_LOGITS] = out.logits.numpy()
     else:
         result[contract.MLM_LOGITS] = out.logits.numpy()
     return result
@@ -288,23 +293,15 @@ def _stsb_sentences(count: int) -> list[str]:
 
 
 def bpe_tokenizer(directory: Path) -> Any:
-    """RoBERTa's byte-level BPE trained on STS-B (``vocab.json``/``merges.txt``), loaded by
-    ``RobertaTokenizer.from_pretrained`` as for a released checkpoint."""
-    import tokenizers
+    """RoBERTa's byte-level BPE trained on STS-B, saved in ``directory`` as released RoBERTa
+    checkpoints ship it (``<mask>`` with lstrip); returns the reference tokenizer."""
     import transformers
 
+    from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint
+
     directory.mkdir(parents=True, exist_ok=True)
-    bpe = tokenizers.ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        _stsb_sentences(1500),
-        vocab_size=1000,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
-    )
-    bpe.save_model(str(directory))
-    tokenizer = transformers.RobertaTokenizer.from_pretrained(str(directory))
-    tokenizer.save_pretrained(directory)
-    return tokenizer
+    write_roberta_checkpoint(directory, vocab_size=1000)
+    return transformers.AutoTokenizer.from_pretrained(str(directory))
 
 
 def sentencepiece_tokenizer(directory: Path, *, family: str) -> Any:

@@ -2,10 +2,11 @@
 
 The reference is the Rust ``tokenizers`` library behind ``transformers``' fast tokenizers. Its
 ByteLevel pre-tokenizer splits text with the GPT-2 regex
-``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`` in Oniguruma, whose
-Unicode tables need not match RE2's (and RE2 has no lookahead). So the character classes that
-regex depends on (letter, number, whitespace, other) are ASKED of the reference pre-tokenizer for
-every code point here; the graph maps each character to its class and splits the class string.
+``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+``
+in Oniguruma, whose Unicode tables need not match RE2's (and RE2 has no lookahead). So the
+character classes that regex depends on (letter, number, whitespace, other) are ASKED of the
+reference pre-tokenizer for every code point here; the graph maps each character to its class
+and splits the class string.
 
 Everything else is read from the reference's ``tokenizer.json``: the vocabulary, the merges with
 their ranks, the added tokens and their matching flags. A setting the in-graph tokenizer does
@@ -75,6 +76,10 @@ class ByteLevelBpeTables:
     pad_token: str
     mask_token: str
     unk_token: str | None  # the BPE model's (None: unknown bytes are dropped)
+    # The post-processor's ByteLevel offset trimming (only offsets depend on it): whether
+    # leading/trailing "Ġ" come off token spans, and whether a first token keeps one.
+    trim_offsets: bool
+    trim_prefix_space: bool
 
     def token_id(self, token: str) -> int:
         return self._ids[token]
@@ -149,8 +154,24 @@ class ByteLevelBpeTables:
             strip_whitespace=_strip_whitespace() if added_tokens else "",
             template=SpecialTokensTemplate.from_reference(tokenizer),
             unk_token=model.get("unk_token"),
+            **_offset_trimming(spec.get("post_processor")),
             **special,
         )
+
+
+def _offset_trimming(post_processor: Any) -> dict[str, bool]:
+    """What the post-processor's ByteLevel step does to offsets (RobertaProcessing and the
+    ByteLevel processor have one; others leave offsets alone)."""
+    components = [post_processor] if isinstance(post_processor, dict) else []
+    if components and components[0].get("type") == "Sequence":
+        components = components[0].get("processors", [])
+    for component in components:
+        if component.get("type") in ("RobertaProcessing", "ByteLevel"):
+            return {
+                "trim_offsets": bool(component.get("trim_offsets", True)),
+                "trim_prefix_space": bool(component.get("add_prefix_space", True)),
+            }
+    return {"trim_offsets": False, "trim_prefix_space": False}
 
 
 def _byte_level_pre_tokenizer(component: Any) -> dict[str, Any]:
@@ -253,7 +274,7 @@ def _added_tokens(added: list[dict[str, Any]], vocab: dict[str, int]) -> tuple[A
             )
         if content in vocab and vocab[content] != entry["id"]:
             raise UnsupportedTokenizerError(
-                f"added token {content!r} has id {entry['id']}, the vocabulary says {vocab[content]}"
+                f"added token {content!r} has id {entry['id']}, the vocabulary {vocab[content]}"
             )
         tokens.append(
             AddedToken(

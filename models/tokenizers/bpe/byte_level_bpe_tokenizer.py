@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
 from models.tokenizers.bpe.byte_level_bpe_tables import (
     CONTRACTION_CHARS,
-    LETTER,
-    NUMBER,
-    OTHER,
     WHITESPACE,
     AddedToken,
     ByteLevelBpeTables,
 )
-from models.tokenizers.text_tokenizer import TextTokenizer
+from models.tokenizers.errors import UnsupportedTokenizerError
+from models.tokenizers.text_tokenizer import TextTokenizer, as_text_vector
 
 # Whitespace classes the graph refines by looking at the next character (RE2 has no lookahead):
 # a run's last character before a non-space is _SPACE_BEFORE_WORD when it is U+0020 (it joins
@@ -40,8 +40,21 @@ _WORD_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|P?[a-z]+|P?0+|P?[!']+|W+|[PQ]"
 # Stands in for an added token while the rest of its text is pre-tokenized: one byte, one word.
 _PLACEHOLDER = "!"
 _NO_RANK = tf.int32.max
+_SURROGATE_START, _SURROGATE_COUNT = 0xD800, 0x800
+# Ids a word key can spell as code points (see _merge_unique).
+MAX_ID_SPACE = 0x110000 - _SURROGATE_COUNT
 _UTF8_LEAD_MASK = (0, 0x7F, 0x1F, 0x0F, 0x07)  # by sequence length
 _UTF8_LEAD_PREFIX = (0, 0x00, 0xC0, 0xE0, 0xF0)
+
+
+class _InitialSymbols(NamedTuple):
+    symbols: tf.Tensor  # int32 id of each byte's character (or of an added token)
+    symbol_word: tf.Tensor  # int64 word of each symbol
+    word_piece: tf.Tensor  # int64 piece of each word
+    chars: tf.RaggedTensor  # [pieces, (code points)] as pre-tokenized (prefix space included)
+    prefixed: tf.Tensor  # bool per piece: the pre-tokenizer prepended a space
+    utf8_bytes: tf.Tensor  # int32 byte values of the pre-tokenized pieces
+    byte_char: tf.Tensor  # int64 flat index into chars of each byte
 
 
 class ByteLevelBpeTokenizer(TextTokenizer):
@@ -59,6 +72,7 @@ class ByteLevelBpeTokenizer(TextTokenizer):
 
     Literal added tokens in user text ("<mask>", "</s>", ...) become their ids as in the
     reference, including ``lstrip``/``rstrip`` (RoBERTa's "<mask>" swallows the space before it).
+    :meth:`tokenize_with_offsets` gives the reference's ``offset_mapping`` as well.
     """
 
     def __init__(
@@ -70,6 +84,10 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         pad_to_longest: bool = False,
         name: str | None = None,
     ) -> None:
+        if tables.id_space > MAX_ID_SPACE:
+            raise UnsupportedTokenizerError(
+                f"BPE vocabulary of {tables.id_space} ids: at most {MAX_ID_SPACE} are reproduced"
+            )
         super().__init__(
             template=tables.template,
             vocab_size=tables.id_space,
@@ -82,7 +100,6 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             vocab_file=tables.write_vocab_file(),
             name=name,
         )
-        self._tables = tables
         self.add_prefix_space = tables.add_prefix_space
         self.use_regex = tables.use_regex
         self._id_space = tables.id_space
@@ -91,15 +108,18 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         # The regex's contractions need the actual characters (they are letters or "other").
         for char in CONTRACTION_CHARS:
             classes[ord(char)] = ord(char)
-        self._char_classes = tf.constant(list(classes), tf.int32)
+        # One byte per code point: the table adds 1.1 MB to a SavedModel, not 4.5.
+        self._char_classes = tf.constant(np.frombuffer(bytes(classes), np.uint8))
         self._byte_ids = tf.constant(tables.byte_ids, tf.int32)
         self._drops_bytes = min(tables.byte_ids) < 0
 
         merges = tables.merges
         self._merge_ranks = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant([left * self._id_space + right for left, right, _, _ in merges]
-                            or [-1], tf.int64),
+                tf.constant(
+                    [left * self._id_space + right for left, right, _, _ in merges] or [-1],
+                    tf.int64,
+                ),
                 tf.constant([rank for _, _, _, rank in merges] or [_NO_RANK], tf.int32),
             ),
             default_value=_NO_RANK,
@@ -114,6 +134,10 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         # the first pass may well be a second-pass token with spaces around it.
         whitespace = _re2_class(tables.strip_whitespace or " ")
         self._strip_pattern = f"^{whitespace}+|{whitespace}+$"
+        self._lead_pattern = f"^{whitespace}+"
+        self._trail_pattern = f"{whitespace}+$"
+        self._trim_offsets = tables.trim_offsets
+        self._trim_prefix_space = tables.trim_prefix_space
         self._added_patterns: list[str] = []
         self._added_id_tables: list[tf.lookup.StaticHashTable] = []
         for normalized in (False, True):
@@ -155,30 +179,156 @@ class ByteLevelBpeTokenizer(TextTokenizer):
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[batch] strings -> (flat int32 ids, int64 row splits [batch + 1]), without special
         tokens or truncation."""
+        ids, row_splits, _, _ = self._tokens(text, with_offsets=False)
+        return ids, row_splits
+
+    def tokenize_with_offsets(
+        self, text: tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """[batch] strings -> ids, start and end offsets (each [batch, (n)]; int64 code-point
+        offsets into the text), as the reference's ``offset_mapping`` without special tokens
+        (including its ByteLevel offset trimming, e.g. "Ġ" tokens become empty spans)."""
+        if self._drops_bytes:
+            raise UnsupportedTokenizerError(
+                "offsets of a BPE model that drops bytes missing from its vocabulary are not "
+                "reproduced in-graph"
+            )
+        ids, row_splits, starts, ends = self._tokens(as_text_vector(text), with_offsets=True)
+        return tuple(  # type: ignore[return-value]
+            tf.RaggedTensor.from_row_splits(values, row_splits, validate=False)
+            for values in (ids, starts, ends)
+        )
+
+    def _tokens(
+        self, text: tf.Tensor, *, with_offsets: bool
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None, tf.Tensor | None]:
+        """Flat ids, row splits and (with_offsets) flat start and end code-point offsets."""
         pieces = tf.RaggedTensor.from_tensor(text[:, tf.newaxis])
         if not self._added_patterns:
             pieces = tf.ragged.boolean_mask(pieces, pieces != "")
         piece_token = tf.fill(tf.shape(pieces.flat_values), -1)
+        piece_start = tf.zeros(tf.shape(pieces.flat_values), tf.int64)
         for pattern, ids in zip(self._added_patterns, self._added_id_tables, strict=True):
-            pieces, piece_token = self._split_added(pieces, piece_token, pattern, ids)
-        symbols, symbol_word, word_piece = self._initial_symbols(pieces.flat_values, piece_token)
-        ids, symbol_word = self._merge(symbols, symbol_word)
-        symbol_text = tf.gather(tf.gather(pieces.value_rowids(), word_piece), symbol_word)
+            pieces, piece_token, piece_start = self._split_added(
+                pieces, piece_token, piece_start, pattern, ids
+            )
+        initial = self._initial_symbols(pieces.flat_values, piece_token)
+        ids, symbol_word, sizes = self._merge_unique(
+            initial.symbols, initial.symbol_word, tf.size(initial.word_piece)
+        )
+        symbol_text = tf.gather(tf.gather(pieces.value_rowids(), initial.word_piece), symbol_word)
         ragged = tf.RaggedTensor.from_value_rowids(
             ids, symbol_text, nrows=tf.shape(text, out_type=tf.int64)[0], validate=False
         )
-        return ragged.flat_values, ragged.row_splits
+        if not with_offsets:
+            return ragged.flat_values, ragged.row_splits, None, None
+        starts, ends = self._offsets(
+            text, pieces, piece_token, piece_start, initial, symbol_word, sizes, ragged
+        )
+        return ragged.flat_values, ragged.row_splits, starts, ends
+
+    def _offsets(
+        self,
+        text: tf.Tensor,
+        pieces: tf.RaggedTensor,
+        piece_token: tf.Tensor,
+        piece_start: tf.Tensor,
+        initial: _InitialSymbols,
+        symbol_word: tf.Tensor,
+        sizes: tf.Tensor,
+        ragged: tf.RaggedTensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Code-point offsets of every token, as the reference computes them: a token spans
+        the characters of its first to its last byte (a prepended space counts as the piece's
+        first character), then the ByteLevel post-processing trims leading/trailing "Ġ"s (an
+        added token: the whitespace it swallowed) off the span."""
+        flat = pieces.flat_values
+        piece_text = tf.gather(text, pieces.value_rowids())
+        # Code points of the text before each piece.
+        first_char = tf.cast(
+            tf.strings.length(
+                tf.strings.substr(piece_text, tf.zeros_like(piece_start), piece_start), "UTF8_CHAR"
+            ),
+            tf.int64,
+        )
+        # An added token spans its whole match, swallowed whitespace included (the trimming
+        # below takes that whitespace off again, as the reference does).
+        length = tf.strings.length(flat, "UTF8_CHAR")
+        token_end = first_char + tf.cast(length, tf.int64)
+        lead_spaces = length - tf.strings.length(
+            tf.strings.regex_replace(flat, self._lead_pattern, ""), "UTF8_CHAR"
+        )
+        trail_spaces = length - tf.strings.length(
+            tf.strings.regex_replace(flat, self._trail_pattern, ""), "UTF8_CHAR"
+        )
+        # Each byte's character in the text: the piece's characters shifted back by the space
+        # the pre-tokenizer prepended (which itself stands for the piece's first character).
+        char_piece = initial.chars.value_rowids()
+        char_in_piece = tf.range(tf.size(char_piece, out_type=tf.int64)) - tf.gather(
+            initial.chars.row_splits, char_piece
+        )
+        prefixed = tf.cast(tf.gather(initial.prefixed, char_piece), tf.int64)
+        char_start = tf.gather(first_char, char_piece) + tf.maximum(char_in_piece - prefixed, 0)
+        is_token = tf.gather(piece_token, char_piece) >= 0
+        char_end = tf.where(is_token, tf.gather(token_end, char_piece), char_start + 1)
+        byte_start = tf.gather(char_start, initial.byte_char)
+        byte_end = tf.gather(char_end, initial.byte_char)
+
+        # Tokens tile their words' bytes in order (nothing is dropped here).
+        sizes = tf.cast(sizes, tf.int64)
+        first_byte = tf.cumsum(sizes, exclusive=True)
+        last_byte = first_byte + sizes - 1
+        raw_start = tf.gather(byte_start, first_byte)
+        raw_end = tf.gather(byte_end, last_byte)
+        if not self._trim_offsets:
+            return raw_start, raw_end
+        # ByteLevel.process_offsets: leading/trailing "Ġ" (space bytes) come off the span.
+        byte_token = tf.repeat(tf.range(tf.size(sizes, out_type=tf.int64)), sizes)
+        in_token = tf.range(tf.size(byte_token, out_type=tf.int64)) - tf.gather(
+            first_byte, byte_token
+        )
+        not_space = initial.utf8_bytes != ord(" ")
+        num_tokens = tf.size(sizes)
+        first_other = tf.math.unsorted_segment_min(
+            tf.where(not_space, in_token, tf.int64.max), byte_token, num_tokens
+        )
+        last_other = tf.math.unsorted_segment_max(
+            tf.where(not_space, in_token, tf.constant(-1, tf.int64)), byte_token, num_tokens
+        )
+        leading = tf.minimum(first_other, sizes)
+        trailing = sizes - 1 - tf.maximum(last_other, -1)
+        token_piece = tf.gather(initial.word_piece, symbol_word)
+        is_added = tf.gather(piece_token, token_piece) >= 0
+        leading = tf.where(
+            is_added, tf.cast(tf.gather(lead_spaces, token_piece), tf.int64), leading
+        )
+        trailing = tf.where(
+            is_added, tf.cast(tf.gather(trail_spaces, token_piece), tf.int64), trailing
+        )
+        position = tf.range(tf.size(sizes, out_type=tf.int64)) - tf.gather(
+            ragged.row_splits, ragged.value_rowids()
+        )
+        is_first = (position == 0) | (raw_start == 0)
+        # The space the pre-tokenizer added to the first word is kept.
+        keep_added = is_first & (leading == 1) & self._trim_prefix_space
+        leading = tf.where(keep_added, tf.constant(0, tf.int64), leading)
+        start = tf.where(leading > 0, tf.minimum(raw_start + leading, raw_end), raw_start)
+        end = tf.where(
+            (trailing > 0) & (raw_end >= trailing), tf.maximum(raw_end - trailing, start), raw_end
+        )
+        return start, end
 
     def _split_added(
         self,
         pieces: tf.RaggedTensor,
         piece_token: tf.Tensor,
+        piece_start: tf.Tensor,
         pattern: str,
         token_ids: tf.lookup.StaticHashTable,
-    ) -> tuple[tf.RaggedTensor, tf.Tensor]:
+    ) -> tuple[tf.RaggedTensor, tf.Tensor, tf.Tensor]:
         """Splits the text pieces of [batch, (pieces)] on one pass's added tokens; returns the
-        new pieces and each one's token id (-1: text). Empty pieces are dropped, as the
-        reference drops them (an empty text has no pieces at all)."""
+        new pieces, each one's token id (-1: text) and its byte offset in the text. Empty
+        pieces are dropped, as the reference drops them (an empty text has no pieces at all)."""
         flat = pieces.flat_values
         is_token = piece_token >= 0
         # tensorflow-text's split stops at a NUL byte; a 1-byte stand-in keeps every offset
@@ -214,18 +364,28 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             ],
             axis=1,
         )
+        starts_out = tf.concat(
+            [
+                tf.RaggedTensor.from_row_splits(
+                    tf.gather(piece_start, starts.value_rowids()) + starts.flat_values,
+                    split_rows,
+                    validate=False,
+                ),
+                tf.RaggedTensor.from_row_splits(tf.boolean_mask(piece_start, is_token), kept_rows),
+            ],
+            axis=1,
+        )
         regrouped = tf.RaggedTensor.from_row_splits(pieces_out, pieces.row_splits, validate=False)
-        return regrouped.merge_dims(1, 2), tokens_out.flat_values
+        return regrouped.merge_dims(1, 2), tokens_out.flat_values, starts_out.flat_values
 
-    def _initial_symbols(
-        self, pieces: tf.Tensor, piece_token: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Pieces -> (initial symbol ids, word of each symbol, piece of each word)."""
+    def _initial_symbols(self, pieces: tf.Tensor, piece_token: tf.Tensor) -> _InitialSymbols:
+        """Pieces -> initial symbols (one per UTF-8 byte), their words and what offsets need."""
         is_text = piece_token < 0
         pieces = tf.where(is_text, pieces, _PLACEHOLDER)
+        prefixed = tf.zeros_like(is_text)
         if self.add_prefix_space:
-            needs_space = is_text & (tf.strings.substr(pieces, 0, 1) != " ")
-            pieces = tf.where(needs_space, tf.strings.join([" ", pieces]), pieces)
+            prefixed = is_text & (tf.strings.substr(pieces, 0, 1) != " ")
+            pieces = tf.where(prefixed, tf.strings.join([" ", pieces]), pieces)
         # Invalid UTF-8 is read as U+FFFD (the reference only ever sees valid text).
         chars = tf.strings.unicode_decode(pieces, "UTF-8", errors="replace")
         code_points = chars.flat_values
@@ -243,7 +403,7 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             word_char_splits = chars.row_splits
             word_piece = tf.range(tf.size(pieces, out_type=tf.int64))
 
-        utf8_bytes, char_byte_splits = _utf8_bytes(code_points)
+        utf8_bytes, char_byte_splits, byte_char = _utf8_bytes(code_points)
         word_byte_splits = tf.gather(char_byte_splits, word_char_splits)
         symbols = tf.gather(self._byte_ids, utf8_bytes)
         symbol_word = tf.RaggedTensor.from_row_splits(
@@ -256,12 +416,20 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             known = symbols >= 0
             symbols = tf.boolean_mask(symbols, known)
             symbol_word = tf.boolean_mask(symbol_word, known)
-        return symbols, symbol_word, word_piece
+        return _InitialSymbols(
+            symbols=symbols,
+            symbol_word=symbol_word,
+            word_piece=word_piece,
+            chars=chars,
+            prefixed=prefixed,
+            utf8_bytes=utf8_bytes,
+            byte_char=byte_char,
+        )
 
     def _split_words(self, chars: tf.RaggedTensor) -> tf.RaggedTensor:
         """[pieces, (chars)] code points -> [pieces, (words)] char offset where each word starts."""
         code_points = chars.flat_values
-        classes = tf.gather(self._char_classes, code_points)
+        classes = tf.cast(tf.gather(self._char_classes, code_points), tf.int32)
         is_space = classes == WHITESPACE[0]
         rows = chars.value_rowids()
         next_in_row = tf.concat([rows[1:] == rows[:-1], [False]], axis=0)
@@ -279,14 +447,45 @@ class ByteLevelBpeTokenizer(TextTokenizer):
         )
         return starts
 
-    def _merge(self, symbols: tf.Tensor, symbol_word: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _merge_unique(
+        self, symbols: tf.Tensor, symbol_word: tf.Tensor, num_words: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """BPE on each distinct word once (the reference caches words the same way): text
+        repeats its words, and every merge step costs time in proportion to the symbols.
+        Returns ids, their words and the initial symbols each covers."""
+        words = tf.RaggedTensor.from_value_rowids(
+            symbols, symbol_word, nrows=tf.cast(num_words, tf.int64), validate=False
+        )
+        # A word's key is its initial symbols spelled as code points (ids from U+D800 on are
+        # moved past the surrogates, which UTF-8 cannot encode).
+        spelled = symbols + tf.where(symbols >= _SURROGATE_START, _SURROGATE_COUNT, 0)
+        keys = tf.strings.unicode_encode(words.with_flat_values(spelled), "UTF-8")
+        distinct, index = tf.unique(keys, out_idx=tf.int64)
+        first = tf.math.unsorted_segment_min(
+            tf.range(tf.size(keys, out_type=tf.int64)), index, tf.size(distinct)
+        )
+        unique_words = tf.gather(words, first)
+        ids, word, sizes = self._merge(unique_words.flat_values, unique_words.value_rowids())
+        merged = tf.RaggedTensor.from_value_rowids(
+            tf.stack([ids, sizes], axis=1),
+            word,
+            nrows=tf.size(distinct, out_type=tf.int64),
+            validate=False,
+        )
+        per_word = tf.gather(merged, index)
+        return per_word.flat_values[:, 0], per_word.value_rowids(), per_word.flat_values[:, 1]
+
+    def _merge(
+        self, symbols: tf.Tensor, symbol_word: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """BPE over every word at once: each step merges, in every word, all non-overlapping
         occurrences (left to right) of that word's lowest-ranked pair; stops when no word has a
         mergeable pair. With merges in creation order (checked by the tables) this is the
-        reference's heap order, (rank, position)."""
+        reference's heap order, (rank, position). Returns ids, their words and how many initial
+        symbols (bytes) each id covers."""
         num_words = tf.reduce_max(tf.concat([symbol_word, [-1]], axis=0)) + 1
 
-        def step(ids: tf.Tensor, words: tf.Tensor, _: tf.Tensor):
+        def step(ids: tf.Tensor, words: tf.Tensor, sizes: tf.Tensor, _: tf.Tensor):
             same_word = words[:-1] == words[1:]
             keys = tf.cast(ids[:-1], tf.int64) * self._id_space + tf.cast(ids[1:], tf.int64)
             ranks = tf.where(same_word, self._merge_ranks.lookup(keys), _NO_RANK)
@@ -300,23 +499,35 @@ class ByteLevelBpeTokenizer(TextTokenizer):
             starts = tf.boolean_mask(positions, run_start)
             run = tf.maximum(tf.cumsum(tf.cast(run_start, tf.int64)) - 1, 0)
             offset = positions - tf.gather(tf.concat([starts, [0]], axis=0), run)
-            selected = candidate & (offset % 2 == 0)
-            merged = tf.gather(self._merged_by_rank, tf.where(selected, ranks, 0))
-            ids = tf.where(tf.concat([selected, [False]], axis=0), tf.concat([merged, [0]], 0), ids)
-            keep = ~tf.concat([[False], selected], axis=0)
-            return tf.boolean_mask(ids, keep), tf.boolean_mask(words, keep), tf.reduce_any(candidate)
+            selected = tf.concat([candidate & (offset % 2 == 0), [False]], axis=0)
+            merged = tf.gather(self._merged_by_rank, tf.where(selected[:-1], ranks, 0))
+            ids = tf.where(selected, tf.concat([merged, [0]], 0), ids)
+            sizes = tf.where(selected, sizes + tf.concat([sizes[1:], [0]], 0), sizes)
+            keep = ~tf.concat([[False], selected[:-1]], axis=0)
+            return (
+                tf.boolean_mask(ids, keep),
+                tf.boolean_mask(words, keep),
+                tf.boolean_mask(sizes, keep),
+                tf.reduce_any(candidate),
+            )
 
-        ids, words, _ = tf.while_loop(
-            lambda ids, words, go: go,
+        ids, words, sizes, _ = tf.while_loop(
+            lambda ids, words, sizes, go: go,
             step,
-            (symbols, symbol_word, tf.size(symbols) > 1),
-            shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
+            (symbols, symbol_word, tf.ones_like(symbols), tf.size(symbols) > 1),
+            shape_invariants=(
+                tf.TensorShape([None]),
+                tf.TensorShape([None]),
+                tf.TensorShape([None]),
+                tf.TensorShape([]),
+            ),
         )
-        return ids, words
+        return ids, words, sizes
 
 
-def _utf8_bytes(code_points: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Code points -> (their UTF-8 bytes as int32, byte offset of each character + the end)."""
+def _utf8_bytes(code_points: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Code points -> (their UTF-8 bytes as int32, byte offset of each character + the end,
+    character of each byte)."""
     lengths = (
         1
         + tf.cast(code_points >= 0x80, tf.int32)
@@ -334,7 +545,7 @@ def _utf8_bytes(code_points: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         tf.where(lead, tf.gather(_UTF8_LEAD_MASK, length), 0x3F),
     )
     prefix = tf.where(lead, tf.gather(_UTF8_LEAD_PREFIX, length), 0x80)
-    return tf.bitwise.bitwise_or(payload, prefix), char_splits
+    return tf.bitwise.bitwise_or(payload, prefix), char_splits, char_of_byte
 
 
 def _added_token_pattern(tokens: list[AddedToken], whitespace: str) -> str:
@@ -343,7 +554,9 @@ def _added_token_pattern(tokens: list[AddedToken], whitespace: str) -> str:
     lstrip/rstrip token swallows."""
     space = _re2_class(whitespace) + "*"
     alternatives = [
-        (space if token.lstrip else "") + _re2_literal(token.content) + (space if token.rstrip else "")
+        (space if token.lstrip else "")
+        + _re2_literal(token.content)
+        + (space if token.rstrip else "")
         for token in sorted(tokens, key=lambda token: -len(token.content.encode()))
     ]
     return "|".join(alternatives)

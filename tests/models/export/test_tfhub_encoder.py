@@ -182,3 +182,76 @@ def test_end_to_end_options_are_refused_for_tfhub_exports(tmp_path: Path) -> Non
             export_type=contract.EXPORT_ENCODER,
             task=contract.TASK_CLASSIFICATION,
         )
+
+
+@pytest.mark.slow
+def test_bundled_minilm_encoder_matches_sentence_transformers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The bundled all-MiniLM-L6-v2 as a TF Hub encoder: mean-pooling its ``sequence_output``
+    gives sentence-transformers' embeddings (the export itself verified every layer)."""
+    from sentence_transformers import SentenceTransformer
+
+    from models.bundled import bundled_checkpoint
+
+    output = tmp_path_factory.mktemp("minilm_hub") / "encoder" / "1"
+    report = export_model(
+        checkpoint=None, output=output, export_type=contract.EXPORT_ENCODER, progress=False
+    )
+    assert report.verified and report.max_abs_diff is not None and report.max_abs_diff <= 1e-5
+    texts = ["A man is playing a guitar.", "Straße İstanbul café", "a"]
+    batch = _inputs(bundled_checkpoint(), texts)
+    outputs = tf.saved_model.load(str(output))(_as_tfhub(batch))
+    mask = batch["attention_mask"].numpy()[:, :, None]
+    sequence = outputs[contract.SEQUENCE_OUTPUT].numpy()
+    pooled = (sequence * mask).sum(1) / mask.sum(1)
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    expected = SentenceTransformer(str(bundled_checkpoint()), device="cpu").encode(texts)
+    np.testing.assert_allclose(pooled, expected, atol=1e-5, rtol=0)
+    assert len(outputs[contract.ENCODER_OUTPUTS]) == 6
+
+
+def test_roberta_encoder_with_mlm_matches_pytorch(tmp_path: Path) -> None:
+    """Every family exports through the same code: a tiny RobertaForMaskedLM (byte-level BPE,
+    no pooler, no token types, lm_head.* keys) as encoder-with-mlm."""
+    from tests.support.families import bpe_tokenizer
+
+    checkpoint = tmp_path / "roberta"
+    tokenizer = bpe_tokenizer(checkpoint)
+    config = transformers.RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=514,  # RoBERTa's: 512 tokens after its 2-position offset
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+    )
+    torch.manual_seed(0)
+    model = transformers.RobertaForMaskedLM(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                param.add_(torch.randn_like(param) * 0.1)
+    model.save_pretrained(checkpoint)
+    output = tmp_path / "hub" / "1"
+    report = export_model(
+        checkpoint=checkpoint,
+        output=output,
+        export_type=contract.EXPORT_ENCODER_WITH_MLM,
+        progress=False,
+    )
+    assert report.verified and report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
+    batch = dict(tokenizer(TEXTS[:3], padding=True, return_tensors="pt"))
+    inputs = {
+        contract.INPUT_WORD_IDS: batch["input_ids"].numpy().astype(np.int32),
+        contract.INPUT_MASK: batch["attention_mask"].numpy().astype(np.int32),
+        contract.INPUT_TYPE_IDS: np.zeros_like(batch["input_ids"].numpy(), np.int32),
+    }
+    positions = np.array([[1, 2], [0, 3], [1, 1]], np.int32)
+    mlm = tf.saved_model.load(str(output)).mlm({**inputs, contract.MASKED_LM_POSITIONS: positions})
+    with torch.no_grad():
+        expected = model(**batch).logits.numpy()
+    gathered = np.take_along_axis(expected, positions[:, :, None], axis=1)
+    np.testing.assert_allclose(mlm[contract.MLM_LOGITS].numpy(), gathered, atol=1e-4, rtol=0)

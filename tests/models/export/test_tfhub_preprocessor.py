@@ -18,6 +18,7 @@ import transformers
 
 from models import contract
 from tests.support.data import REPO_ROOT
+from tests.support.tfhub import import_tensorflow_hub
 from tests.support.tfhub_exports import tfhub_export
 
 TEXTS = [
@@ -171,7 +172,8 @@ def test_docs_tfhub_examples_run(paths: dict[str, Path]) -> None:
     """docs/tfhub.md's ``python tfhub-example`` blocks, in order in one namespace."""
     doc = (REPO_ROOT / "docs" / "tfhub.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```python tfhub-example\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
-    assert len(blocks) >= 5
+    assert len(blocks) >= 6
+    import_tensorflow_hub()  # the Keras 2 block imports tensorflow_hub
     namespace: dict[str, Any] = {}
     for code in blocks:
         for placeholder, path in paths.items():
@@ -182,3 +184,28 @@ def test_docs_tfhub_examples_run(paths: dict[str, Path]) -> None:
     assert namespace["mlm"][contract.MLM_LOGITS].shape[:2] == (1, 1)
     masked = namespace["masked"][contract.INPUT_WORD_IDS].numpy()
     assert masked[0, 6] == 103  # the documented position holds [MASK]
+    assert len(namespace["classifier"].trainable_weights) == 39 + 2
+    assert len(namespace["layer"].trainable_weights) == 39
+
+
+def test_preprocessor_on_a_byte_level_bpe_tokenizer(tmp_path: Path) -> None:
+    """The preprocessor is built on the shared tokenizer surface: a RoBERTa-style byte-level
+    BPE (<s> a </s></s> b </s>, no token types) works the same way, id for id."""
+    from models.export.tfhub_preprocessor import TfHubPreprocessor, check_preprocessor_parity
+    from models.tokenizers import text_tokenizer_from_checkpoint
+    from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint
+
+    checkpoint = write_roberta_checkpoint(tmp_path / "roberta")
+    tokenizer = text_tokenizer_from_checkpoint(checkpoint, max_seq_length=64, pad_to_longest=True)
+    module = TfHubPreprocessor(tokenizer=tokenizer, seq_length=32, max_seq_length=64)
+    module.trace()
+    tf.saved_model.save(module, str(tmp_path / "saved"))
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    checked = check_preprocessor_parity(
+        loaded, checkpoint, texts=TEXTS, pairs=(TEXTS, SECONDS), seq_length=32
+    )
+    assert checked == 2 * len(TEXTS)
+    assert loaded(tf.constant(TEXTS))[contract.INPUT_WORD_IDS].shape == (len(TEXTS), 32)
+    special = loaded.tokenize.get_special_tokens_dict()
+    assert int(special[contract.START_OF_SEQUENCE_ID]) == tokenizer.template.start_of_sequence_id
+    assert int(special[contract.MASK_ID]) == tokenizer.mask_id

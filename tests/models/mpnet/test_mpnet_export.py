@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for loading)
-import tokenizers
 import transformers
 
 from models import contract
@@ -22,18 +21,13 @@ from tests.support.families import (
 
 
 def test_sentence_transformers_export_matches_pytorch_on_stsb(tmp_path: Path) -> None:
-    """MPNet + mean Pooling + Normalize; the tokenizer packs <s> A </s></s> B </s>.
-
-    Released MPNet tokenizers strip the space before ``<mask>`` (lstrip=True), which the
-    in-graph WordPiece tokenizer refuses in one line for now; this checkpoint's ``<mask>``
-    matches raw text only, so the whole MPNet graph is exported and verified end to end.
-    """
+    """MPNet + mean Pooling + Normalize; the tokenizer packs <s> A </s></s> B </s> and its
+    ``<mask>`` swallows the space before it, as in released MPNet checkpoints."""
     # <s> <pad> </s> <unk> + BERT's words + <mask>: mpnet-base's 30527.
     model = perturbed_model(MPNET, "base", vocab_size=wordpiece_vocab_size() + 5)
     checkpoint = with_wordpiece_tokenizer(
         write_checkpoint(tmp_path / "checkpoint", model),
         transformers.MPNetTokenizer,
-        mask_token=tokenizers.AddedToken("<mask>", lstrip=False, normalized=False),
     )
     as_sentence_transformers(checkpoint, pooling="mean_tokens", normalize=True)
     output = tmp_path / "exported" / "1"

@@ -35,13 +35,17 @@ def _length_grid(size: int) -> tuple[list[int], list[int]]:
     ]
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
 @pytest.mark.parametrize("seq_length", [3, 4, 5, 8, 13])
-def test_round_robin_equals_tf_hub_packing(seq_length: int) -> None:
+def test_round_robin_equals_tf_hub_packing(seq_length: int, traced: bool) -> None:
     # TF Hub's bert_pack_inputs = RoundRobinTrimmer + combine_segments + pad_model_inputs.
     first_lengths, second_lengths = _length_grid(12)
     first, second = _segments(first_lengths, 1000), _segments(second_lengths, 2000)
     packer = SegmentPacker(template=BERT, pad_id=PAD, max_seq_length=64)
-    ours = packer.pack([first, second], seq_length=seq_length, truncation="round_robin")
+    def pack(a: tf.RaggedTensor, b: tf.RaggedTensor) -> dict[str, tf.Tensor]:
+        return packer.pack([a, b], seq_length=seq_length, truncation="round_robin")
+
+    ours = (tf.function(pack) if traced else pack)(first, second)
 
     trimmed = tf_text.RoundRobinTrimmer(max_seq_length=seq_length - 3).trim([first, second])
     ids, types = tf_text.combine_segments(trimmed, start_of_sequence_id=CLS, end_of_segment_id=SEP)

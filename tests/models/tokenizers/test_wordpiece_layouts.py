@@ -10,7 +10,7 @@ offsets equal the reference's ``offset_mapping``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import transformers
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import normalizers, pre_tokenizers
 
 from models import contract
 from models.tokenizers import text_tokenizer_from_checkpoint
@@ -33,86 +33,21 @@ from tests.models.tokenizers.corpora import (
     stsb_pairs,
     stsb_sentences,
 )
+from tests.support.wordpiece_checkpoint import (
+    WORDPIECE_LAYOUTS,
+    custom_wordpiece,
+    write_wordpiece_checkpoint,
+)
 
-BERT_SPECIALS = {"unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]", "mask": "[MASK]"}
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>", "<pad>", "<mask>"]
 MAX_LENGTH = 128
 
 
-@pytest.fixture(scope="module")
-def vocab() -> dict[str, int]:
-    """A cased WordPiece vocabulary (6,000) trained on STS-B (uncased layouts then meet many
-    unknown words and word pieces, which parity must cover as well)."""
-    trainer_model = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    trainer_model.normalizer = normalizers.BertNormalizer(lowercase=False)
-    trainer_model.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer_model.train_from_iterator(
-        stsb_sentences(),
-        trainers.WordPieceTrainer(vocab_size=6000, special_tokens=SPECIALS, show_progress=False),
-    )
-    return trainer_model.get_vocab()
-
-
-def _bert_template() -> processors.TemplateProcessing:
-    return processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", SPECIALS.index("[CLS]")), ("[SEP]", SPECIALS.index("[SEP]"))],
-    )
-
-
-def _custom(vocab: dict[str, int], *, normalizer: Any, pre_tokenizer: Any, directory: Path) -> Path:
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizer
-    backend.pre_tokenizer = pre_tokenizer
-    backend.post_processor = _bert_template()
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend, **{f"{key}_token": value for key, value in BERT_SPECIALS.items()}
-    ).save_pretrained(os.fspath(directory))
-    return directory
-
-
-LAYOUTS: dict[str, Callable[[dict[str, int], Path], Path]] = {
-    # <s> A </s></s> B </s>, no token types, <mask> strips the whitespace before it.
-    "mpnet": lambda vocab, directory: _saved(
-        transformers.MPNetTokenizerFast(vocab=vocab), directory
-    ),
-    # [CLS] A [SEP] B [SEP] but the model reads no type ids.
-    "distilbert": lambda vocab, directory: _saved(
-        transformers.DistilBertTokenizerFast(vocab=vocab), directory
-    ),
-    # Normalizers and pre-tokenizer as a Sequence, not the Bert* components.
-    "sequence": lambda vocab, directory: _custom(
-        vocab,
-        normalizer=normalizers.Sequence(
-            [normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()]
-        ),
-        pre_tokenizer=pre_tokenizers.Sequence(
-            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-        ),
-        directory=directory,
-    ),
-    # No normalizer at all: cased, and control and private-use characters reach WordPiece.
-    "no-normalizer": lambda vocab, directory: _custom(
-        vocab,
-        normalizer=None,
-        pre_tokenizer=pre_tokenizers.BertPreTokenizer(),
-        directory=directory,
-    ),
-}
-
-
-def _saved(tokenizer: Any, directory: Path) -> Path:
-    tokenizer.save_pretrained(os.fspath(directory))
-    return directory
-
-
-@pytest.fixture(scope="module", params=sorted(LAYOUTS))
+@pytest.fixture(scope="module", params=WORDPIECE_LAYOUTS)
 def layout(
-    request: pytest.FixtureRequest, vocab: dict[str, int], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, Any, TextTokenizer]:
     name = request.param
-    directory = LAYOUTS[name](vocab, tmp_path_factory.mktemp(name))
+    directory = write_wordpiece_checkpoint(tmp_path_factory.mktemp(name), layout=name)
     reference = transformers.AutoTokenizer.from_pretrained(os.fspath(directory))
     tokenizer = text_tokenizer_from_checkpoint(
         directory, max_seq_length=MAX_LENGTH, pad_to_longest=True
@@ -251,26 +186,27 @@ def test_offsets_equal_the_references_offset_mapping(
     ],
 )
 def test_components_that_look_at_neighbours_are_refused(
-    vocab: dict[str, int], tmp_path: Path, normalizer: Any, pre_tokenizer: Any, message: str
+    tmp_path: Path, normalizer: Any, pre_tokenizer: Any, message: str
 ) -> None:
-    directory = _custom(
-        vocab, normalizer=normalizer, pre_tokenizer=pre_tokenizer, directory=tmp_path
-    )
+    directory = _custom(normalizer=normalizer, pre_tokenizer=pre_tokenizer, directory=tmp_path)
     with pytest.raises(UnsupportedTokenizerError, match=message) as raised:
         text_tokenizer_from_checkpoint(directory, max_seq_length=16)
     assert "\n" not in str(raised.value)
 
 
-def test_a_normalizer_that_is_not_per_character_on_the_corpus_is_refused(
-    vocab: dict[str, int], tmp_path: Path
-) -> None:
+def test_a_normalizer_that_is_not_per_character_on_the_corpus_is_refused(tmp_path: Path) -> None:
     # NFD alone reorders combining marks across characters: allowed by type, caught by the
     # check on the probe and fuzzed corpora.
     directory = _custom(
-        vocab,
         normalizer=normalizers.NFD(),
         pre_tokenizer=pre_tokenizers.BertPreTokenizer(),
         directory=tmp_path,
     )
     with pytest.raises(UnsupportedTokenizerError, match="^normalizer NFD is not reproduced: it"):
         text_tokenizer_from_checkpoint(directory, max_seq_length=16)
+
+
+def _custom(*, normalizer: Any, pre_tokenizer: Any, directory: Path) -> Path:
+    tokenizer = custom_wordpiece(normalizer=normalizer, pre_tokenizer=pre_tokenizer)
+    tokenizer.save_pretrained(os.fspath(directory))
+    return directory

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import transformers
-from tokenizers import pre_tokenizers
+from tokenizers import pre_tokenizers, processors
 
 from models.errors import CheckpointError
 from models.tokenizers.bpe.byte_level_bpe_tables import (
@@ -31,27 +30,12 @@ from models.tokenizers.bpe.byte_level_bpe_tables import (
     char_classes,
 )
 from models.tokenizers.errors import UnsupportedTokenizerError
-from tests.support.byte_level_bpe_checkpoint import write_roberta_checkpoint
+from tests.support.byte_level_bpe_checkpoint import edited_checkpoint, write_roberta_checkpoint
 
 
 @pytest.fixture(scope="module")
 def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_roberta_checkpoint(tmp_path_factory.mktemp("roberta"))
-
-
-def edited_checkpoint(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    shutil.copytree(source, target)
-    spec_file = target / "tokenizer.json"
-    spec = json.loads(spec_file.read_text(encoding="utf-8"))
-    edit(spec)
-    spec_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-    config_file = target / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    # The generic fast tokenizer loads tokenizer.json as written (RobertaTokenizer would rebuild
-    # the model and pre-tokenizer from vocab and merges and undo the edit).
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_file.write_text(json.dumps(config), encoding="utf-8")
-    return target
 
 
 def test_reads_vocabulary_merges_and_roberta_tokens(roberta_dir: Path) -> None:
@@ -67,7 +51,13 @@ def test_reads_vocabulary_merges_and_roberta_tokens(roberta_dir: Path) -> None:
     )
     assert tables.byte_ids[ord(" ")] == tables.vocab["Ġ"]
     assert tables.byte_ids[ord("a")] == tables.vocab["a"]
-    assert [token.content for token in tables.added_tokens] == ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    assert [token.content for token in tables.added_tokens] == [
+        "<s>",
+        "<pad>",
+        "</s>",
+        "<unk>",
+        "<mask>",
+    ]
     mask = tables.added_tokens[-1]
     assert (mask.lstrip, mask.rstrip, mask.normalized) == (True, False, False)
     assert tables.template.start_of_sequence_id == tables.vocab["<s>"]
@@ -151,3 +141,22 @@ def test_refuses_what_it_does_not_reproduce(
 def test_refuses_a_wordpiece_checkpoint(minilm_checkpoint: Path) -> None:
     with pytest.raises(UnsupportedTokenizerError, match="normalizer 'BertNormalizer'"):
         ByteLevelBpeTables.from_checkpoint(minilm_checkpoint)
+
+
+def test_refuses_a_gpt2_checkpoint_without_pad_and_mask_tokens(
+    roberta_dir: Path, tmp_path: Path
+) -> None:
+    # GPT-2's tokenizer: the same byte-level BPE, but no padding, mask or special-token layout.
+    def as_gpt2(spec: dict[str, Any]) -> None:
+        spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] == "</s>"]
+        spec["post_processor"] = json.loads(processors.ByteLevel(trim_offsets=True).__getstate__())
+
+    directory = edited_checkpoint(roberta_dir, tmp_path / "gpt2", as_gpt2)
+    config_file = directory / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    for name in ("pad_token", "mask_token", "cls_token", "sep_token", "unk_token", "bos_token"):
+        config.pop(name, None)
+    config["eos_token"] = "</s>"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(UnsupportedTokenizerError, match="^pad_token None is missing"):
+        ByteLevelBpeTables.from_checkpoint(directory)

@@ -1,0 +1,1 @@
+"""The in-graph SentencePiece Unigram tokenizer (XLM-R, ALBERT, multilingual MiniLM)."""

@@ -1,0 +1,39 @@
+"""End-to-end ALBERT and XLM-RoBERTa exports (SentencePiece Unigram in the graph), verified
+against PyTorch: ALBERT's classifier on its pooler, XLM-R's fill-mask lm_head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for loading)
+
+from models.export.exporter import export_model
+from tests.models.albert.test_albert_encoder import CASES as ALBERT_CASES
+from tests.models.roberta.test_roberta_encoder import XLM_ROBERTA
+from tests.support.families import (
+    TASK_OF,
+    perturbed_model,
+    sentencepiece_tokenizer,
+    stsb_parity,
+    write_checkpoint,
+)
+
+CASES = {
+    # family: (case, kind): ALBERT's classifier on its pooler, XLM-R's fill-mask lm_head.
+    "albert": (ALBERT_CASES[1, 1], "classification"),
+    "xlm-roberta": (XLM_ROBERTA, "masked_lm"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_export_matches_pytorch_on_stsb(tmp_path: Path, family: str) -> None:
+    case, kind = CASES[family]
+    checkpoint = tmp_path / "checkpoint"
+    tokenizer = sentencepiece_tokenizer(checkpoint, family=family)
+    write_checkpoint(checkpoint, perturbed_model(case, kind, vocab_size=len(tokenizer)))
+    output = tmp_path / "exported" / "1"
+    report = export_model(checkpoint=checkpoint, output=output, progress=False)
+    assert report.task == TASK_OF[kind] and report.verified
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
+    assert stsb_parity(output, checkpoint, task=report.task, count=200) <= 1e-4
