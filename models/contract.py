@@ -20,6 +20,10 @@ SERVING_PAIR = "serving_pair"  # raw text + text_pair -> task outputs
 PREPROCESS = "preprocess"  # raw text -> TF Hub preprocessing contract
 ENCODE = "encode"  # TF Hub encoder contract
 MLM = "mlm"  # fill-mask exports only: ids + positions -> logits
+# Embedding exports of sentence-transformers checkpoints with prompts: one signature per
+# prompt, SERVING_PROMPT_PREFIX + name, taking TEXT and answering like SERVING_DEFAULT for
+# prompt + text.
+SERVING_PROMPT_PREFIX = "serving_prompt_"
 
 # --- Inputs ----------------------------------------------------------------------------
 TEXT = "text"  # tf.string [batch]

@@ -102,21 +102,25 @@ def check_output_parity(
     pairs: Sequence[str] | None = None,
     tolerance: float | None = None,
     progress: Callable[[int], None] | None = None,
+    signature_name: str | None = None,
+    prompt: str = "",
 ) -> tuple[float, str]:
     """Max abs difference of the task outputs vs the reference, and the worst text.
 
+    ``signature_name`` (default: serving_default, or serving_pair with ``pairs``) is fed the
+    raw texts; the reference sees ``prompt + text`` (what a prompt signature computes).
     Raises :class:`VerificationError` (worst text, max abs diff, tolerance) above tolerance.
     """
     tolerance = TOLERANCES[task] if tolerance is None else tolerance
-    signature = loaded.signatures[
-        contract.SERVING_DEFAULT if pairs is None else contract.SERVING_PAIR
-    ]
+    if signature_name is None:
+        signature_name = contract.SERVING_DEFAULT if pairs is None else contract.SERVING_PAIR
+    signature = loaded.signatures[signature_name]
     worst, worst_text = 0.0, ""
     label_error: VerificationError | None = None
     for index in _batches(texts, pairs):
         batch = [texts[i] for i in index]
         second = [pairs[i] for i in index] if pairs is not None else None
-        expected = reference.outputs(batch, second)
+        expected = reference.outputs([prompt + text for text in batch], second)
         if task == contract.TASK_FILL_MASK:
             diffs = _fill_mask_diffs(loaded, expected, mask_id)
         else:

@@ -353,6 +353,10 @@ def _build(
             id2label=config.id2label if task in _LABELLED_TASKS else (),
             top_k=top_k,
             jit_compile=jit_compile,
+            prompts=loader.prompts if task == contract.TASK_EMBEDDING else None,
+            default_prompt_name=(
+                loader.default_prompt_name if task == contract.TASK_EMBEDDING else None
+            ),
         )
     except ValueError as exc:
         raise ExportConfigError(str(exc)) from exc
@@ -469,14 +473,30 @@ def _verify(
             f"{t[: len(t) // 2]} {mask} {t[len(t) // 2 :]}" + (f" {mask}." if i % 2 else "")
             for i, t in enumerate(texts)
         ]
-    steps.start("verifying outputs against PyTorch", total=len(texts) + _OUTPUT_PAIRS)
+    steps.start(
+        "verifying outputs against PyTorch",
+        total=len(texts) * (1 + len(model.prompts)) + _OUTPUT_PAIRS,
+    )
     common = {
         "task": task,
         "mask_id": model.tokenizer.mask_id,
         "id2label": model.id2label,
         "progress": steps.advance,
     }
-    single_diff, single_worst = check_output_parity(loaded, reference, texts=texts, **common)
+    default_prompt = model.prompts.get(model.default_prompt_name or "", "")
+    single_diff, single_worst = check_output_parity(
+        loaded, reference, texts=texts, prompt=default_prompt, **common
+    )
+    for name, prompt in model.prompts.items():
+        prompt_diff, prompt_worst = check_output_parity(
+            loaded,
+            reference,
+            texts=texts,
+            signature_name=contract.SERVING_PROMPT_PREFIX + name,
+            prompt=prompt,
+            **common,
+        )
+        single_diff, single_worst = max((single_diff, single_worst), (prompt_diff, prompt_worst))
     pair_diff, pair_worst = check_output_parity(
         loaded, reference, texts=firsts[:_OUTPUT_PAIRS], pairs=seconds[:_OUTPUT_PAIRS], **common
     )
@@ -529,6 +549,8 @@ def _model_card(
         "embedding_dim": config.hidden_size if task == contract.TASK_EMBEDDING else None,
         "pooling_mode": loader.pooling_mode if task == contract.TASK_EMBEDDING else None,
         "normalize": loader.normalize if task == contract.TASK_EMBEDDING else None,
+        "prompts": dict(model.prompts),
+        "default_prompt_name": model.default_prompt_name,
         "labels": list(model.id2label),
         "multi_label": _sigmoid_probabilities(config),
         "top_k": model.top_k if task == contract.TASK_FILL_MASK else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -69,6 +69,8 @@ class TextModel(TfHubReusableModule):
         id2label: Sequence[str] = (),
         top_k: int = 5,
         jit_compile: bool = False,
+        prompts: Mapping[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> None:
         super().__init__(name="text_model")
         if task not in contract.TASKS:
@@ -87,6 +89,12 @@ class TextModel(TfHubReusableModule):
         self.id2label = tuple(id2label)
         self.top_k = int(top_k)
         self.jit_compile = jit_compile
+        self.prompts = dict(prompts or {})
+        if self.prompts and task != contract.TASK_EMBEDDING:
+            raise ValueError(f"prompts apply to embedding exports only, not {task!r}")
+        if default_prompt_name is not None and default_prompt_name not in self.prompts:
+            raise ValueError(f"default_prompt_name {default_prompt_name!r} is not a prompt")
+        self.default_prompt_name = default_prompt_name
         # Root attributes TF Hub-style consumers read (contract.ATTR_*).
         setattr(self, contract.ATTR_VOCAB_FILE, tf.saved_model.Asset(tokenizer.vocab_file))
         setattr(
@@ -205,11 +213,26 @@ class TextModel(TfHubReusableModule):
 
     @tf.function(autograph=False, input_signature=[_TEXT_SPEC])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        # As SentenceTransformer.encode(texts) without prompt_name: the default prompt applies.
+        if self.default_prompt_name is not None:
+            return self._serve_with_prompt(text, self.prompts[self.default_prompt_name])
         inputs = self.preprocess(text)
         outputs = self.task_outputs(inputs)
         if self.task == contract.TASK_TOKEN_CLASSIFICATION:
             outputs.update(self._entities(text, inputs[contract.INPUT_WORD_IDS], outputs))
         return outputs
+
+    def _serve_with_prompt(self, text: tf.Tensor, prompt: str) -> dict[str, tf.Tensor]:
+        """Embedding of ``prompt + text`` (sentence-transformers prepends the prompt string)."""
+        return self.task_outputs(self.preprocess(tf.strings.join([prompt, text])))
+
+    def _prompt_signature(self, prompt: str) -> Any:
+        serve = tf.function(
+            lambda text: self._serve_with_prompt(text, prompt),
+            input_signature=[_TEXT_SPEC],
+            autograph=False,
+        )
+        return serve.get_concrete_function()
 
     def _entities(
         self, text: tf.Tensor, word_ids: tf.Tensor, outputs: dict[str, tf.Tensor]
@@ -288,4 +311,6 @@ class TextModel(TfHubReusableModule):
         }
         if self.task == contract.TASK_FILL_MASK:
             signatures[contract.MLM] = self.mlm.get_concrete_function()
+        for name, prompt in self.prompts.items():
+            signatures[contract.SERVING_PROMPT_PREFIX + name] = self._prompt_signature(prompt)
         return signatures

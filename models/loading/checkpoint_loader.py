@@ -99,8 +99,10 @@ class CheckpointLoader:
         self.pooling_mode = "mean"
         self.normalize = False
         self.sentence_transformers = False
+        self.include_prompt = True
         self.model_dir = self.checkpoint_dir
         st_max_seq_length = self._read_modules_json()
+        self.prompts, self.default_prompt_name = self._read_prompts()
         self.family, self.config = _read_config(self._require(self.model_dir / "config.json"))
         self.default_max_seq_length = min(
             st_max_seq_length or self.config.max_sequence_length,
@@ -146,7 +148,7 @@ class CheckpointLoader:
                     max_seq_length = json.loads(st_config.read_text("utf-8")).get("max_seq_length")
             elif kind == "Pooling":
                 found_pooling = True
-                self.pooling_mode = self._read_pooling(path / "config.json")
+                self.pooling_mode, self.include_prompt = self._read_pooling(path / "config.json")
             elif kind == "Normalize":
                 self.normalize = True
             else:
@@ -158,8 +160,33 @@ class CheckpointLoader:
             raise CheckpointError(f"{modules_file} lacks a Transformer or a Pooling module")
         return int(max_seq_length) if max_seq_length else None
 
+    def _read_prompts(self) -> tuple[dict[str, str], str | None]:
+        """sentence-transformers' ``prompts`` / ``default_prompt_name`` (encode() prepends them)."""
+        st_config = self.checkpoint_dir / "config_sentence_transformers.json"
+        if not self.sentence_transformers or not st_config.is_file():
+            return {}, None
+        try:
+            config = json.loads(st_config.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"cannot parse {st_config}: {exc}") from exc
+        prompts = {str(k): str(v) for k, v in (config.get("prompts") or {}).items()}
+        default = config.get("default_prompt_name") or None
+        if default is not None and default not in prompts:
+            raise CheckpointError(
+                f"default_prompt_name {default!r} is not among the prompts {sorted(prompts)}"
+            )
+        # Pooling with include_prompt=False masks the prompt's tokens out of the mean; the
+        # export prepends the prompt to the text and pools every token, so it would differ.
+        if prompts and not self.include_prompt:
+            raise CheckpointError(
+                "Pooling with include_prompt=false (prompt tokens excluded from pooling) "
+                "is not supported"
+            )
+        return prompts, default
+
     @staticmethod
-    def _read_pooling(path: Path) -> str:
+    def _read_pooling(path: Path) -> tuple[str, bool]:
+        """The pooling mode and ``include_prompt`` (False: prompt tokens are not pooled)."""
         try:
             pooling = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
@@ -171,7 +198,7 @@ class CheckpointLoader:
                 f"pooling config {path} enables {others}; exactly one of "
                 f"{sorted(_POOLING_MODES)} is supported"
             )
-        return modes[0]
+        return modes[0], bool(pooling.get("include_prompt", True))
 
     def _read_tensors(self) -> tuple[Path, Mapping[str, Any]]:
         single = self.model_dir / "model.safetensors"
