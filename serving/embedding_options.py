@@ -8,7 +8,10 @@
   normalisation are served as built and cannot be undone here.
 - ``truncate`` (TEI): ``true`` is what every export does (texts are cut at its
   ``max_seq_length``); ``false`` (an error for long texts) is refused.
-- ``prompt_name`` (TEI, sentence-transformers): refused, prompts are not part of exports.
+- ``prompt_name`` (TEI, sentence-transformers): embeds with the model's
+  ``serving_prompt_<name>`` signature (exported from the checkpoint's sentence-transformers
+  ``prompts``: the prompt is prepended in the graph); a name the model lacks, or any name for a
+  model without prompts, is a 400 listing the model's prompts. Read by ``serving.rest_front``.
 - ``user`` (OpenAI): accepted and ignored, it does not change the answer.
 """
 
@@ -23,6 +26,7 @@ from serving.errors import Code, ServingError
 @dataclasses.dataclass(frozen=True)
 class EmbeddingOptions:
     normalize: bool = False  # L2-normalise the answer
+    prompt_name: str | None = None  # embed with serving_prompt_<name>
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> EmbeddingOptions:
@@ -42,15 +46,13 @@ class EmbeddingOptions:
                 "'truncate': false is not supported: every export truncates texts at its "
                 "max_seq_length; omit 'truncate' or send true"
             )
-        if doc.get("prompt_name") is not None:
-            raise _invalid(
-                "'prompt_name' is not supported: prompts are not part of exported models; "
-                "prepend the prompt to each input yourself"
-            )
+        prompt_name = doc.get("prompt_name")
+        if prompt_name is not None and not isinstance(prompt_name, str):
+            raise _invalid("'prompt_name' must be a string")
         user = doc.get("user")
         if user is not None and not isinstance(user, str):
             raise _invalid("'user' must be a string")
-        return cls(normalize=bool(normalize))
+        return cls(normalize=bool(normalize), prompt_name=prompt_name)
 
 
 def _invalid(message: str) -> ServingError:

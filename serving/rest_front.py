@@ -447,8 +447,10 @@ class RestFront:
                 api="openai",
             )
 
-        embed = self.api.predict(call(contract.SERVING_DEFAULT, contract.EMBEDDING, decode))
-        if contract.PREPROCESS in self.api.signature_names(ref):
+        signature_names = self.api.signature_names(ref)
+        signature_name = _embedding_signature(ref.name, options.prompt_name, signature_names)
+        embed = self.api.predict(call(signature_name, contract.EMBEDDING, decode))
+        if contract.PREPROCESS in signature_names:
             # Token counts come from the model's own tokenizer (its preprocess signature).
             count = self.api.predict(
                 call(contract.PREPROCESS, contract.INPUT_MASK, lambda _signature: inputs)
@@ -517,6 +519,21 @@ def _embeddings_request(doc: Any) -> tuple[ModelRef, list[str], str, Any]:
     if encoding not in ("float", "base64"):
         raise ServingError(Code.INVALID_ARGUMENT, "'encoding_format' must be 'float' or 'base64'")
     return ModelRef(name=model), texts, encoding, doc.get("dimensions")
+
+
+def _embedding_signature(model: str, prompt_name: str | None, signatures: Any) -> str:
+    """serving_default, or the model's signature for ``prompt_name`` (400 if it has none)."""
+    if prompt_name is None:
+        return contract.SERVING_DEFAULT
+    prefix = contract.SERVING_PROMPT_PREFIX
+    prompts = sorted(name.removeprefix(prefix) for name in signatures if name.startswith(prefix))
+    if prompt_name not in prompts:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"'prompt_name' {prompt_name!r}: model '{model}' has no such prompt "
+            f"(its prompts: {', '.join(prompts) or 'none'})",
+        )
+    return prefix + prompt_name
 
 
 def _check_embedding_signature(signature: ServedSignature, model: str, dimensions: Any) -> None:

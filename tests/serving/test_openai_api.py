@@ -107,7 +107,8 @@ def test_embedding_options_that_keep_the_answer_are_accepted(http: httpx.Client)
         ({"normalize": False}, "'normalize'"),
         ({"normalize": "yes"}, "'normalize'"),
         ({"truncate": False}, "'truncate'"),
-        ({"prompt_name": "query"}, "'prompt_name'"),
+        ({"prompt_name": "query"}, "'prompt_name'"),  # MiniLM has no prompts
+        ({"prompt_name": 5}, "'prompt_name'"),
         ({"dimensions": 128}, "'dimensions'"),
         ({"dimensions": "384"}, "'dimensions'"),
         ({"user": 5}, "'user'"),

@@ -80,3 +80,29 @@ def test_include_prompt_false_is_refused(
     pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "include_prompt": False}))
     with pytest.raises(CheckpointError, match="include_prompt=false"):
         CheckpointLoader(checkpoint)
+
+
+def test_served_prompt_name_uses_the_prompt_signature(exported: tuple[Path, Path]) -> None:
+    import httpx
+    from sentence_transformers import SentenceTransformer
+
+    from tests.support.server_process import ServerProcess
+
+    checkpoint, export = exported
+    reference = SentenceTransformer(str(checkpoint), device="cpu")
+    with (
+        ServerProcess(model_name="st", model_base_path=export.parent) as server,
+        httpx.Client(base_url=server.rest_url, timeout=60) as http,
+    ):
+        response = http.post(
+            "/v1/embeddings", json={"model": "st", "input": _TEXTS, "prompt_name": "query"}
+        )
+        assert response.status_code == 200, response.text
+        got = np.array([row["embedding"] for row in response.json()["data"]])
+        want = reference.encode(_TEXTS, prompt_name="query")
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        unknown = http.post(
+            "/v1/embeddings", json={"model": "st", "input": _TEXTS, "prompt_name": "doc"}
+        )
+        assert unknown.status_code == 400, unknown.text
+        assert "passage, query" in unknown.json()["error"]["message"]
