@@ -31,6 +31,7 @@ from clients._grpc_messages import (
 )
 from clients._metadata import ModelMetadata, ModelVersionStatus
 from clients._predict_call import PredictCall
+from clients._rerank import RerankResult, check_rerank_request, rank_by_probabilities
 from clients._settings import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_CONCURRENCY,
@@ -40,6 +41,7 @@ from clients._settings import (
 from clients.protos import serving_apis_pb2 as apis
 from clients.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from clients.tls_config import TlsConfig
+from models import contract
 
 
 class BaseGrpcClient(BaseClient):
@@ -103,6 +105,29 @@ class BaseGrpcClient(BaseClient):
             request_serializer=apis.GetModelStatusRequest.SerializeToString,
             response_deserializer=apis.GetModelStatusResponse.FromString,
         )
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[RerankResult]:
+        """Cross-encoder scores for (query, document) pairs, best first: one Predict on a
+        classification export's ``serving_pair`` signature, ranked as textserve-server's
+        ``/v1/rerank`` ranks (so it also works against TF Serving). Example::
+
+            client.rerank("how to bake bread", ["knead and bake", "stock prices"], top_n=1)
+        """
+        check_rerank_request(documents, top_n)
+        outputs = await self._predict(
+            {contract.TEXT: [query] * len(documents), contract.TEXT_PAIR: list(documents)},
+            signature_name=contract.SERVING_PAIR,
+            output_filter=(contract.PROBABILITIES,),
+            timeout_s=timeout_s,
+        )
+        return rank_by_probabilities(outputs[contract.PROBABILITIES], top_n)
 
     # --- the one transport boundary -----------------------------------------------------
     async def _call(self, method: Any, request: Any, timeout_s: float | None) -> Any:

@@ -23,3 +23,4 @@ class AsyncGrpcClient(AsyncShell, BaseGrpcClient):
     """
 
     channel_module = grpc.aio
+    rerank = BaseGrpcClient._rerank

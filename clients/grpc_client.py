@@ -6,6 +6,7 @@ import grpc  # type: ignore[import-untyped]
 
 from clients._base_client import SyncShell
 from clients._base_grpc_client import BaseGrpcClient
+from clients._io import blocking
 
 
 class GrpcClient(SyncShell, BaseGrpcClient):
@@ -28,3 +29,4 @@ class GrpcClient(SyncShell, BaseGrpcClient):
     """
 
     channel_module = grpc
+    rerank = blocking(BaseGrpcClient._rerank)

@@ -1,8 +1,9 @@
 """The OpenAI- and TEI-style surface beside TF Serving's: ``GET /v1/models`` (OpenAI's list),
 ``GET /v1/health`` and ``/health``, and the ``/v1/embeddings`` options peers accept.
 
-The ``openai`` SDK is not installed in this venv, so the list is checked over raw HTTP in the
-shape its ``models.list()`` parses (``object: list``, ``data[].id/object/created/owned_by``).
+The list is checked over raw HTTP in the shape OpenAI documents, and with the official ``openai``
+SDK itself (``models.list()``, ``models.retrieve()``, ``embeddings.create()`` in its default base64
+encoding and as floats).
 """
 
 from __future__ import annotations
@@ -52,6 +53,27 @@ def test_models_list_is_openais_shape_with_task_and_dims(http: httpx.Client) -> 
         assert entry["owned_by"] == "textserve" and isinstance(entry["created"], int)
         assert entry["task"] == contract.TASK_EMBEDDING and entry["dims"] == 384
         assert entry["version"] == 1
+
+
+def test_the_openai_sdk_lists_retrieves_and_embeds(
+    minilm_server: ServerProcess, http: httpx.Client
+) -> None:
+    from openai import OpenAI
+
+    sdk = OpenAI(base_url=f"{minilm_server.rest_url}/v1", api_key="unused", max_retries=0)
+    assert [model.id for model in sdk.models.list()] == [MODEL]
+    texts = ["A man is playing a harp.", "Straße"]
+    expected = np.array(
+        http.post(f"/v1/models/{MODEL}:predict", json={"instances": texts}).json()["predictions"],
+        dtype=np.float32,
+    )
+    # Without encoding_format the SDK asks for base64 and decodes it itself; then floats.
+    for options in ({}, {"encoding_format": "float"}):
+        answer = sdk.embeddings.create(model=MODEL, input=texts, **options)  # type: ignore[call-overload]
+        got = np.array([item.embedding for item in answer.data], dtype=np.float32)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        assert answer.model == MODEL and answer.usage.prompt_tokens > 0
+    sdk.close()
 
 
 def test_tf_serving_status_route_is_unchanged(http: httpx.Client) -> None:

@@ -17,7 +17,14 @@ import httpx
 import numpy as np
 import pytest
 
-from clients import AsyncRestClient, RerankResult, RestClient
+from clients import (
+    AsyncGrpcClient,
+    AsyncRestClient,
+    GrpcClient,
+    InvalidInputError,
+    RerankResult,
+    RestClient,
+)
 from tests.support.server_process import ServerProcess
 
 QUERY = "How do I bake bread at home?"
@@ -176,6 +183,32 @@ def test_rest_clients_rerank_sync_and_async(server: ServerProcess, http: httpx.C
             return await client.rerank(QUERY, DOCUMENTS, top_n=3)
 
     assert asyncio.run(run()) == expected
+
+
+@pytest.mark.parametrize("model", ["ce1", "ce3"])
+def test_grpc_clients_rerank_through_serving_pair_as_the_server_ranks(
+    model: str, server: ServerProcess, http: httpx.Client
+) -> None:
+    # gRPC has no rerank route: the client ranks one Predict on serving_pair (so it works
+    # against TF Serving too) and must give the server's /v1/rerank answer.
+    raw = _rerank(http, model=model, query=QUERY, documents=DOCUMENTS).json()["results"]
+    with GrpcClient(server.grpc_target, model_name=model) as client:
+        ours = client.rerank(QUERY, DOCUMENTS)
+        assert [r.index for r in ours] == [r["index"] for r in raw]
+        np.testing.assert_allclose(
+            [r.relevance_score for r in ours], [r["relevance_score"] for r in raw], atol=1e-6
+        )
+        assert [r.index for r in client.rerank(QUERY, DOCUMENTS, top_n=2)] == [
+            r["index"] for r in raw[:2]
+        ]
+        with pytest.raises(InvalidInputError):
+            client.rerank(QUERY, [])
+
+    async def run() -> list[RerankResult]:
+        async with AsyncGrpcClient(server.grpc_target, model_name=model) as client:
+            return await client.rerank(QUERY, DOCUMENTS, top_n=3)
+
+    assert [r.index for r in asyncio.run(run())] == [r["index"] for r in raw[:3]]
 
 
 def test_one_logit_export_reports_sigmoid_probabilities(http: httpx.Client) -> None:
