@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -164,9 +164,7 @@ def export_model(
             jit_compile=jit_compile,
         )
 
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-        try:
+        with staging_dir(output) as staging:
             steps.start("saving SavedModel")
             import tensorflow as tf
 
@@ -198,9 +196,6 @@ def export_model(
             )
             steps.start("publishing")
             _publish(staging, output, overwrite=overwrite)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     return ExportReport(
         output=output,
@@ -222,6 +217,19 @@ def export_model(
 
 
 # --- steps ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def staging_dir(output: Path) -> Iterator[Path]:
+    """A hidden temp dir beside ``output`` (same filesystem, so :func:`_publish` is a rename),
+    removed if anything fails before it is published; every export type writes through it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _check_output(output: Path, *, overwrite: bool) -> None:
     if not output.name.isdigit() or int(output.name) <= 0:
         raise ExportConfigError(

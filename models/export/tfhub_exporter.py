@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from models.export.exporter import (
     _publish,
     _Steps,
     _version,
+    staging_dir,
 )
 
 #: Max abs difference allowed against PyTorch: hidden states are unit-scale, logits larger.
@@ -91,9 +90,7 @@ def export_tfhub(
             module, weights_loaded = _build_encoder(
                 loader, with_mlm=export_type == contract.EXPORT_ENCODER_WITH_MLM
             )
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-        try:
+        with staging_dir(output) as staging:
             steps.start("saving SavedModel")
             import tensorflow as tf
 
@@ -127,9 +124,6 @@ def export_tfhub(
             card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
             steps.start("publishing")
             _publish(staging, output, overwrite=overwrite)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     return ExportReport(
         output=output,
