@@ -7,12 +7,35 @@ and an exit code (:attr:`ModelError.exit_code`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+
+class Keyword(str):
+    """A keyword argument of the export functions, named in an error message.
+
+    ``ExportConfigError(Keyword("top_k"), " must be at least 1")`` reads ``top_k must be at
+    least 1`` from Python and ``--top-k must be at least 1`` from the CLI (see
+    :meth:`ModelError.render`): the library names its own parameters, the CLI its flags.
+    """
+
 
 class ModelError(Exception):
-    """Base class of every error raised by ``models``."""
+    """Base class of every error raised by ``models``.
+
+    Its arguments are the message's parts, joined; :class:`Keyword` parts name parameters.
+    """
 
     #: Process exit code the CLI uses: 2 = the input is wrong, 1 = the export itself failed.
     exit_code = 1
+
+    def __str__(self) -> str:
+        return self.render(str)
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each :class:`Keyword` part spelled ``name(keyword)``."""
+        return "".join(
+            name(str(part)) if isinstance(part, Keyword) else str(part) for part in self.args
+        )
 
 
 class CheckpointError(ModelError):

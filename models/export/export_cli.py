@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_name(keyword: str) -> str:
+    """The flag of an :func:`~models.export.exporter.export_model` keyword (``top_k`` ->
+    ``--top-k``): how the CLI names a parameter the library's error names."""
+    return "--" + keyword.replace("_", "-")
+
+
 def _quiet_libraries() -> None:
     from models.quiet_tensorflow import import_tensorflow
 
@@ -179,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             export_type=args.export_type,
         )
     except ModelError as exc:
-        print(f"textserve-export: error: {exc}", file=sys.stderr)
+        print(f"textserve-export: error: {exc.render(flag_name)}", file=sys.stderr)
         return exc.exit_code
     if report.export_type != contract.EXPORT_END_TO_END:
         checked = (

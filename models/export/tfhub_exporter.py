@@ -2,8 +2,8 @@
 preprocessing), verified against the reference.
 
 Called by :func:`models.export.exporter.export_model` for every ``export_type`` but
-``end-to-end``; shares its output layout (``BASE/VERSION``, written beside it and renamed into
-place) and its :class:`~models.export.exporter.ExportReport`.
+``end-to-end``; shares its output layout (:mod:`models.export.version_directory`) and its
+:class:`~models.export.export_report.ExportReport`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from models import contract
-from models.errors import ExportConfigError, VerificationError
-from models.export.exporter import (
-    ExportReport,
-    _check_output,
-    _max_seq_length,
-    _publish,
-    _Steps,
-    _version,
-    staging_dir,
-)
+from models.errors import ExportConfigError, Keyword, VerificationError
+from models.export.export_progress import ExportProgress
+from models.export.export_report import ExportReport
+from models.export.model_assembly import resolve_max_seq_length
+from models.export.model_card import package_version
+from models.export.version_directory import check_version_dir, publish, staging_dir
 
 #: Max abs difference allowed against PyTorch: hidden states are unit-scale, logits larger.
 ENCODER_TOLERANCE = 1e-5
@@ -59,13 +55,13 @@ def export_tfhub(
     if export_type not in contract.EXPORT_TYPES or export_type == contract.EXPORT_END_TO_END:
         raise ExportConfigError(f"not a TF Hub export type: {export_type!r}")
     output = Path(output).expanduser().absolute()
-    _check_output(output, overwrite=overwrite)
+    check_version_dir(output, overwrite=overwrite)
 
     from models.bundled import bundled_checkpoint
     from models.loading import open_checkpoint
     from models.loading.checkpoint_loader import CheckpointLoader
 
-    with _Steps(progress) as steps, contextlib.ExitStack() as stack:
+    with ExportProgress(enabled=progress) as steps, contextlib.ExitStack() as stack:
         steps.start("reading checkpoint")
         opened = stack.enter_context(
             open_checkpoint(
@@ -74,7 +70,7 @@ def export_tfhub(
             )
         )
         loader = CheckpointLoader(opened.model_dir)
-        seq_length = _max_seq_length(
+        seq_length = resolve_max_seq_length(
             loader,
             max_seq_length
             if max_seq_length is not None
@@ -114,7 +110,10 @@ def export_tfhub(
                     "weights_loaded": weights_loaded,
                     **opened.card_fields(),
                 },
-                "versions": {"textserve": _version("textserve"), "tensorflow": tf.__version__},
+                "versions": {
+                    "textserve": package_version("textserve"),
+                    "tensorflow": tf.__version__,
+                },
                 "tf_text_ops": tf_text_ops,
                 "op_count": len(ops),
                 "verification": verification,
@@ -123,7 +122,7 @@ def export_tfhub(
             card_path.parent.mkdir(parents=True, exist_ok=True)
             card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
             steps.start("publishing")
-            _publish(staging, output, overwrite=overwrite)
+            publish(staging, output, overwrite=overwrite)
 
     return ExportReport(
         output=output,
@@ -146,13 +145,14 @@ def export_tfhub(
 
 
 def _build_encoder(loader: Any, *, with_mlm: bool) -> tuple[Any, int]:
-    from models.export.exporter import build_encoder_and_head
+    from models.export.model_assembly import build_encoder_and_head
     from models.export.tfhub_encoder import TfHubEncoder
 
     if with_mlm and not loader.has_mlm_head:
         raise ExportConfigError(
-            f"--export-type {contract.EXPORT_ENCODER_WITH_MLM} needs a checkpoint with a "
-            f"masked-LM head; {loader.weights_file} has none"
+            Keyword("export_type"),
+            f" {contract.EXPORT_ENCODER_WITH_MLM} needs a checkpoint with a masked-LM head; "
+            f"{loader.weights_file} has none",
         )
     # The family's encoder and, for the MLM, its fill-mask head, loaded as end-to-end exports
     # load them (the embedding task loads the encoder alone; its pooling head has no weights).

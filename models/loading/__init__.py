@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.errors import CheckpointError
+from models.errors import CheckpointError, Keyword
 from models.loading.hf_checkpoint import HfCheckpoint
 from models.loading.tf_checkpoint import TfCheckpoint, find_checkpoint_prefix
 
@@ -34,8 +34,9 @@ def open_checkpoint(
     ):
         if do_lower_case is not None:
             raise CheckpointError(
-                f"--do-lower-case applies to TF checkpoints only; {source} is a Hugging Face "
-                "checkpoint whose tokenizer files decide"
+                Keyword("do_lower_case"),
+                f" applies to TF checkpoints only; {source} is a Hugging Face checkpoint whose "
+                "tokenizer files decide",
             )
         return HfCheckpoint(source)
     if find_checkpoint_prefix(source) is not None:

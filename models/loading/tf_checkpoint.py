@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from models import contract
-from models.errors import CheckpointError, MissingWeightsError, ShapeMismatchError
+from models.errors import CheckpointError, Keyword, MissingWeightsError, ShapeMismatchError
 
 LAYOUT_TF1 = "tf1"
 LAYOUT_MODEL_GARDEN = "model_garden"
@@ -266,14 +266,16 @@ class TfCheckpoint:
         if requested is None:
             if known is None:
                 raise CheckpointError(
-                    f"cannot tell whether {self.directory} is a cased or uncased model: pass "
-                    "--do-lower-case true|false (what the checkpoint was trained with)"
+                    f"cannot tell whether {self.directory} is a cased or uncased model: pass ",
+                    Keyword("do_lower_case"),
+                    " true|false (what the checkpoint was trained with)",
                 )
             return known
         if known is not None and known != requested:
             raise CheckpointError(
-                f"--do-lower-case {str(requested).lower()} contradicts the checkpoint directory "
-                f"name {name!r} (Google's {'uncased' if known else 'cased'} release)"
+                Keyword("do_lower_case"),
+                f" {str(requested).lower()} contradicts the checkpoint directory name {name!r} "
+                f"(Google's {'uncased' if known else 'cased'} release)",
             )
         return requested
 

@@ -100,7 +100,7 @@ def keras_outputs(directory: Path, task: str, inputs: dict[str, Any]) -> dict[st
 
 @functools.cache
 def _keras_model(directory: str, task: str) -> tuple[Any, Any]:
-    from models.export.exporter import build_encoder_and_head
+    from models.export.model_assembly import build_encoder_and_head
     from models.loading.checkpoint_loader import CheckpointLoader
 
     encoder, head, _ = build_encoder_and_head(CheckpointLoader(directory), task=task)

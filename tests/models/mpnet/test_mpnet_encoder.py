@@ -113,7 +113,7 @@ def test_get_config_round_trip() -> None:
 def test_sentence_transformers_pooling_on_mpnet(tmp_path: Path) -> None:
     """all-mpnet-base-v2's layout (MPNet + Pooling + Normalize), here with CLS pooling."""
     from models import contract
-    from models.export.exporter import build_encoder_and_head
+    from models.export.model_assembly import build_encoder_and_head
     from models.loading.checkpoint_loader import CheckpointLoader
     from tests.support.families import as_sentence_transformers, torch_outputs
 

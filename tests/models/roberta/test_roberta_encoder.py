@@ -146,7 +146,7 @@ def test_missing_head_refused_with_the_family_key_names(
 ) -> None:
     """A classification checkpoint exported as fill-mask lacks RoBERTa's lm_head: refused."""
     from models.errors import MissingWeightsError
-    from models.export.exporter import build_encoder_and_head
+    from models.export.model_assembly import build_encoder_and_head
     from models.loading.checkpoint_loader import CheckpointLoader
 
     loader = CheckpointLoader(checkpoints["roberta", "classification"][0])
@@ -161,7 +161,7 @@ def test_unused_weights_refused(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     from models.errors import CheckpointError
-    from models.export.exporter import build_encoder_and_head
+    from models.export.model_assembly import build_encoder_and_head
     from models.loading.checkpoint_loader import CheckpointLoader
 
     model = perturbed_model(ROBERTA, "classification", vocab_size=99)
