@@ -22,7 +22,7 @@ import numpy.typing as npt
 from clients._chunking import EmbedChunk, EmbedPlan, concat_rows
 from clients._io import IO, AsyncIO, BlockingIO, blocking
 from clients._metadata import ModelMetadata, ModelVersionStatus, is_ready
-from clients._predict_call import PredictCall, check_version_choice
+from clients._predict_arguments import PredictArguments, check_version_choice
 from clients._settings import ClientSettings
 from clients.errors import DeadlineExceededError, NotFoundError, TextServeError, UnavailableError
 from models import contract
@@ -41,7 +41,7 @@ class BaseClient(abc.ABC):
     # --- what each protocol does: one request, its answer parsed --------------------------
     @abc.abstractmethod
     async def _send_predict(
-        self, call: PredictCall, timeout_s: float | None
+        self, call: PredictArguments, timeout_s: float | None
     ) -> dict[str, npt.NDArray[Any]]: ...
 
     @abc.abstractmethod
@@ -80,7 +80,9 @@ class BaseClient(abc.ABC):
             out = client.predict({"text": ["hello"]}, signature_name="preprocess")
             out["input_word_ids"].dtype  # int32
         """
-        call = PredictCall(inputs, signature_name, version, version_label, tuple(output_filter))
+        call = PredictArguments(
+            inputs, signature_name, version, version_label, tuple(output_filter)
+        )
         return await self._send_predict(call, timeout_s)
 
     async def _model_status(

@@ -30,7 +30,7 @@ from clients._grpc_messages import (
     parse_status_response,
 )
 from clients._metadata import ModelMetadata, ModelVersionStatus
-from clients._predict_call import PredictCall
+from clients._predict_arguments import PredictArguments
 from clients._rerank import RerankResult, check_rerank_request, rank_by_probabilities
 from clients._settings import (
     DEFAULT_CHUNK_SIZE,
@@ -145,7 +145,7 @@ class BaseGrpcClient(BaseClient):
 
     # --- the protocol's part of the shared method bodies -------------------------------------
     async def _send_predict(
-        self, call: PredictCall, timeout_s: float | None
+        self, call: PredictArguments, timeout_s: float | None
     ) -> dict[str, npt.NDArray[Any]]:
         request = build_predict_request(
             self.settings.model_name,

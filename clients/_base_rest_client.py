@@ -18,7 +18,7 @@ from clients._chunking import EmbedChunk, EmbedPlan, embedding_rows
 from clients._error_mapping import error_from_http, error_from_transport
 from clients._metadata import ModelMetadata, ModelVersionStatus, output_dtypes, single_output_name
 from clients._openai import build_openai_embeddings_body, parse_openai_embeddings_body
-from clients._predict_call import PredictCall
+from clients._predict_arguments import PredictArguments
 from clients._rerank import RERANK_PATH, RerankResult, build_rerank_body, parse_rerank_body
 from clients._rest_json import (
     build_rest_predict_body,
@@ -133,7 +133,7 @@ class BaseRestClient(BaseClient):
 
     # --- the protocol's part of the shared method bodies -------------------------------------
     async def _send_predict(
-        self, call: PredictCall, timeout_s: float | None
+        self, call: PredictArguments, timeout_s: float | None
     ) -> dict[str, npt.NDArray[Any]]:
         # JSON has no dtypes: the signature's metadata (fetched once per version) has them.
         metadata = self._metadata_cache.get((call.version, call.version_label))

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clients._grpc_messages import build_predict_request
-from clients._predict_call import check_version_choice
+from clients._predict_arguments import check_version_choice
 from clients._rest_json import rest_model_path
 from clients._settings import ClientSettings
 from clients._tensor_proto import encode_texts

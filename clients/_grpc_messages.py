@@ -8,7 +8,7 @@ from typing import Any
 import numpy.typing as npt
 
 from clients._metadata import ModelMetadata, ModelVersionStatus, metadata_from_signature_map
-from clients._predict_call import check_version_choice
+from clients._predict_arguments import check_version_choice
 from clients._tensor_proto import from_tensor_proto, to_tensor_proto
 from clients.errors import TextServeError
 from clients.protos import serving_apis_pb2 as apis

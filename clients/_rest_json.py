@@ -18,7 +18,7 @@ from clients._metadata import (
     ModelVersionStatus,
     metadata_from_signature_map,
 )
-from clients._predict_call import check_version_choice
+from clients._predict_arguments import check_version_choice
 from clients._tensor_proto import as_input_array, first_leaf
 from clients.errors import (
     InvalidInputError,

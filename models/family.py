@@ -46,14 +46,6 @@ def _mlm_renames(*, transform: str, layer_norm: str, bias: str, decoder: str) ->
     }
 
 
-_LM_HEAD = _mlm_renames(
-    transform="lm_head.dense.",
-    layer_norm="lm_head.layer_norm.",
-    bias="lm_head.bias",
-    decoder="lm_head.decoder.weight",
-)
-
-
 @dataclasses.dataclass(frozen=True)
 class Family:
     """One BERT-family architecture as its Hugging Face checkpoints lay it out.
@@ -148,6 +140,24 @@ class Family:
         return contract.TASK_EMBEDDING
 
 
+# RoBERTa's task heads: dense + tanh + out_proj on the first token; fill-mask as lm_head.*.
+_ROBERTA = Family(
+    name="Roberta",
+    config_class=RobertaConfig,
+    encoder_class=RobertaEncoder,
+    checkpoint_prefix="roberta.",
+    pooler_key="pooler.dense.weight",
+    classifier_activation="tanh",
+    mlm_activation="gelu",
+    mlm_renames=_mlm_renames(
+        transform="lm_head.dense.",
+        layer_norm="lm_head.layer_norm.",
+        bias="lm_head.bias",
+        decoder="lm_head.decoder.weight",
+    ),
+    aliases={"lm_head.decoder.bias": "lm_head.bias"},
+)
+
 FAMILIES: dict[str, Family] = {
     "bert": Family(
         name="Bert",
@@ -215,28 +225,15 @@ FAMILIES: dict[str, Family] = {
         aliases={"predictions.decoder.bias": "predictions.bias"},
         unexported_heads=("sop_classifier.",),
     ),
-    "mpnet": Family(
+    # MPNet's task heads are RoBERTa's, key for key; only its encoder differs.
+    "mpnet": dataclasses.replace(
+        _ROBERTA,
         name="MPNet",
         config_class=MPNetConfig,
         encoder_class=MPNetEncoder,
         checkpoint_prefix="mpnet.",
-        pooler_key="pooler.dense.weight",
-        classifier_activation="tanh",
-        mlm_activation="gelu",
-        mlm_renames=_LM_HEAD,
-        aliases={"lm_head.decoder.bias": "lm_head.bias"},
     ),
+    "roberta": _ROBERTA,
+    # XLM-RoBERTa is RoBERTa's architecture under RoBERTa's key prefix.
+    "xlm-roberta": dataclasses.replace(_ROBERTA, name="XLMRoberta"),
 }
-FAMILIES["roberta"] = Family(
-    name="Roberta",
-    config_class=RobertaConfig,
-    encoder_class=RobertaEncoder,
-    checkpoint_prefix="roberta.",
-    pooler_key="pooler.dense.weight",
-    classifier_activation="tanh",
-    mlm_activation="gelu",
-    mlm_renames=_LM_HEAD,
-    aliases={"lm_head.decoder.bias": "lm_head.bias"},
-)
-# XLM-RoBERTa is RoBERTa's architecture under RoBERTa's key prefix.
-FAMILIES["xlm-roberta"] = dataclasses.replace(FAMILIES["roberta"], name="XLMRoberta")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from models import contract
 from serving.api_keys import ApiKeys, ApiKeysError
@@ -39,9 +39,288 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    """One flag: argparse's ``type`` (None: a string; bool: ``true``/``false`` or bare), and
+    the ``ServerConfig`` field it sets when that is not its own name (TF Serving's spelling)."""
+
+    name: str
+    default: object
+    help: str
+    type: Callable[[str], object] | None = None
+    choices: Sequence[str] | None = None
+    field: str = ""
+
+
+def _flag_groups(c: ServerConfig) -> dict[str, tuple[_Flag, ...]]:
+    """Every flag by help section; each default from the config types (``c``)."""
+    d, cl = c.limits, c.connections
+    return {
+        "tensorflow_model_server flags": (
+            _Flag("port", c.grpc_port, "gRPC port (default %(default)s).", int, field="grpc_port"),
+            _Flag(
+                "rest_api_port",
+                c.rest_port,
+                "HTTP/REST port; 0 disables REST (default %(default)s, the port TF Serving's "
+                "Docker image uses).",
+                int,
+                field="rest_port",
+            ),
+            _Flag(
+                "rest_api_timeout_in_ms",
+                c.rest_api_timeout_ms,
+                "Deadline of a REST request.",
+                int,
+                field="rest_api_timeout_ms",
+            ),
+            _Flag(
+                "model_name",
+                contract.DEFAULT_MODEL_NAME,
+                "Model name when --model_base_path is used.",
+            ),
+            _Flag("model_base_path", "", "Directory holding numbered version subdirectories."),
+            _Flag(
+                "model_config_file",
+                "",
+                "ModelServerConfig text proto; overrides --model_name/--model_base_path.",
+            ),
+            _Flag(
+                "model_config_file_poll_wait_seconds",
+                c.model_config_file_poll_wait_seconds,
+                "Re-read --model_config_file this often (0: read once at startup).",
+                float,
+            ),
+            _Flag(
+                "file_system_poll_wait_seconds",
+                c.file_system_poll_wait_seconds,
+                "Scan model base paths for new versions this often (0: only at startup). Cost: "
+                "one listdir per model.",
+                float,
+            ),
+            _Flag(
+                "enable_batching",
+                c.enable_batching,
+                "Batch concurrent requests together (dynamic batching).",
+                bool,
+            ),
+            _Flag(
+                "batching_parameters_file",
+                "",
+                "BatchingParameters text proto (implies nothing unless --enable_batching).",
+            ),
+            _Flag(
+                "ssl_config_file",
+                "",
+                "SSLConfig text proto (server_key, server_cert, custom_ca, client_verify): TLS "
+                "on the gRPC port.",
+            ),
+            _Flag(
+                "monitoring_config_file",
+                "",
+                "MonitoringConfig text proto; enables Prometheus at its path.",
+            ),
+            _Flag(
+                "enable_grpc_healthcheck_service",
+                c.enable_grpc_healthcheck_service,
+                "Serve grpc.health.v1 on the gRPC port.",
+                bool,
+            ),
+            _Flag(
+                "allow_version_labels_for_unavailable_models",
+                c.allow_version_labels_for_unavailable_models,
+                "Let a new version label point at a version that is not AVAILABLE (never move "
+                "one there).",
+                bool,
+            ),
+            _Flag(
+                "enable_model_warmup",
+                c.enable_model_warmup,
+                "Replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE.",
+                bool,
+            ),
+            _Flag(
+                "tensorflow_intra_op_parallelism",
+                c.intra_op_parallelism,
+                "TF intra-op threads in the worker (0: TF's choice).",
+                int,
+                field="intra_op_parallelism",
+            ),
+            _Flag(
+                "tensorflow_inter_op_parallelism",
+                c.inter_op_parallelism,
+                "TF inter-op threads in the worker (0: TF's choice).",
+                int,
+                field="inter_op_parallelism",
+            ),
+            # Accepted so tensorflow_model_server command lines start unchanged; grpc.aio
+            # serves RPCs on the event loop, so there is no thread pool for it to size.
+            _Flag("grpc_max_threads", 0, argparse.SUPPRESS, int),
+        ),
+        "textserve limits (our own; each bounds what one client can cost)": (
+            _Flag(
+                "max_request_bytes",
+                d.max_request_bytes,
+                "Largest request body/message, also after gzip decompression. Cost: the "
+                "server buffers up to this per request.",
+                int,
+            ),
+            _Flag(
+                "max_rows_per_request",
+                d.max_rows_per_request,
+                "Most rows (batch entries) in one request. Cost: one request can occupy the "
+                "worker for this many rows.",
+                int,
+            ),
+            _Flag(
+                "max_text_chars",
+                d.max_text_chars,
+                "Longest text input in characters (the model truncates to its max sequence "
+                "anyway). Cost: tokenizer time.",
+                int,
+            ),
+            _Flag(
+                "max_json_depth", d.max_json_depth, "Deepest JSON nesting accepted on REST.", int
+            ),
+            _Flag(
+                "max_queued_requests",
+                d.max_queued_requests,
+                "Requests waiting for the worker beyond this get RESOURCE_EXHAUSTED / 429. "
+                "Cost: memory and latency of waiting requests.",
+                int,
+            ),
+            _Flag(
+                "default_deadline_ms",
+                d.default_deadline_ms,
+                "Deadline of a gRPC request that sets none; past it a queued request is "
+                "answered DEADLINE_EXCEEDED.",
+                int,
+            ),
+        ),
+        "textserve options": (
+            _Flag("host", c.host, "Address both fronts bind."),
+            _Flag(
+                "length_grouping",
+                c.length_grouping,
+                "Form batches of similar text length (least padded tokens plus per-batch cost).",
+                bool,
+            ),
+            _Flag(
+                "max_batch_tokens",
+                c.max_batch_tokens,
+                "Cap a batch at this many padded tokens (rows x estimated tokens of its "
+                "longest text) on top of max_batch_size; 0 = off. Bigger batches are slower "
+                "per token on CPU; on a GPU raise it or set 0.",
+                int,
+            ),
+            _Flag(
+                "worker_standby",
+                c.worker_standby,
+                "Keep a second TF worker with every served version loaded: a dead worker is "
+                "replaced at once (else after a TF import and model loads, ~30 s) and rollouts "
+                "skip the TF import. Costs a second worker's memory (TensorFlow + every "
+                "model).",
+                bool,
+            ),
+            _Flag(
+                "rest_api_enable_cors_support",
+                c.rest_api_enable_cors_support,
+                "TF Serving's flag: answer CORS preflight (OPTIONS) requests and add "
+                "Access-Control-Allow-Origin: * to every REST response, so browser pages on "
+                "other origins may call the API. Off by default: any web page could then call "
+                "the server.",
+                bool,
+            ),
+            _Flag(
+                "drain_timeout_seconds",
+                c.drain_timeout_seconds,
+                "On SIGTERM/SIGINT, wait at most this long for in-flight requests before exiting.",
+                float,
+            ),
+            _Flag(
+                "log_level",
+                c.log_level,
+                "JSON log lines on stderr.",
+                choices=("debug", "info", "warning", "error"),
+            ),
+        ),
+        "authentication and connection limits (0 = off)": (
+            _Flag(
+                "api_keys_file",
+                c.api_keys_file,
+                "File of API keys, one per line (# comments); read again when it changes. "
+                "With it, REST needs 'Authorization: Bearer <key>' and gRPC the metadata "
+                "'authorization: Bearer <key>' (401 / UNAUTHENTICATED otherwise). Costs a "
+                "SHA-256 per request.",
+            ),
+            _Flag(
+                "api_keys_cover_health_and_metrics",
+                c.api_keys_cover_health_and_metrics,
+                "Require a key for gRPC health checks, REST model status and Prometheus "
+                "metrics too (off: probes and scrapers need no secret).",
+                bool,
+            ),
+            _Flag(
+                "rest_api_header_timeout_in_ms",
+                cl.rest_api_header_timeout_in_ms,
+                "Close a REST connection whose request headers have not all arrived this long "
+                "after it opened (slowloris). Default %(default)s.",
+                int,
+            ),
+            _Flag(
+                "rest_api_body_timeout_in_ms",
+                cl.rest_api_body_timeout_in_ms,
+                "Answer 408 and close when a request body has not all arrived in this long. "
+                "Default %(default)s.",
+                int,
+            ),
+            _Flag(
+                "rest_api_idle_timeout_in_ms",
+                cl.rest_api_idle_timeout_in_ms,
+                "Close a kept-alive REST connection with no request for this long. Default "
+                "%(default)s.",
+                int,
+            ),
+            _Flag(
+                "rest_api_max_connections",
+                cl.rest_api_max_connections,
+                "Close REST connections beyond this many as they open (each holds a socket "
+                "and buffers). Default %(default)s.",
+                int,
+            ),
+            _Flag(
+                "grpc_handshake_timeout_in_ms",
+                cl.grpc_handshake_timeout_in_ms,
+                "Close a gRPC connection that has not finished its HTTP/2 (and TLS) handshake "
+                "in this long. Default %(default)s.",
+                int,
+            ),
+            _Flag(
+                "grpc_max_connection_idle_in_ms",
+                cl.grpc_max_connection_idle_in_ms,
+                "Send GOAWAY to a gRPC connection with no RPC for this long (clients reconnect "
+                "when they need to). Default %(default)s.",
+                int,
+            ),
+            _Flag(
+                "grpc_max_connections",
+                cl.grpc_max_connections,
+                "Refuse gRPC connections beyond this many "
+                "(grpc.max_allowed_incoming_connections). Default %(default)s.",
+                int,
+            ),
+            _Flag(
+                "grpc_channel_arguments",
+                cl.grpc_channel_arguments,
+                "TF Serving's flag: gRPC server arguments as name=value pairs, comma separated "
+                "(e.g. grpc.max_connection_age_ms=600000); they override the limits above.",
+            ),
+        ),
+    }
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     """tensorflow_model_server's flags (same names and meanings) plus our limits."""
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="textserve-server",
         description=(
             "A drop-in for tensorflow_model_server: TF Serving's gRPC and REST APIs, config files "
@@ -50,275 +329,28 @@ def build_arg_parser() -> argparse.ArgumentParser:
         ),
         allow_abbrev=False,
     )
-    c = ServerConfig()
-
-    def flag_bool(name: str, default: bool, help_: str) -> None:
-        p.add_argument(name, type=_parse_bool, nargs="?", const=True, default=default, help=help_)
-
-    g = p.add_argument_group("tensorflow_model_server flags")
-    g.add_argument(
-        "--port",
-        type=int,
-        default=c.grpc_port,
-        help="gRPC port (default %(default)s).",
-    )
-    g.add_argument(
-        "--rest_api_port",
-        type=int,
-        default=c.rest_port,
-        help=(
-            "HTTP/REST port; 0 disables REST (default %(default)s, the port TF Serving's Docker "
-            "image uses)."
-        ),
-    )
-    g.add_argument(
-        "--rest_api_timeout_in_ms",
-        type=int,
-        default=c.rest_api_timeout_ms,
-        help="Deadline of a REST request.",
-    )
-    g.add_argument(
-        "--model_name",
-        default=contract.DEFAULT_MODEL_NAME,
-        help="Model name when --model_base_path is used.",
-    )
-    g.add_argument(
-        "--model_base_path", default="", help="Directory holding numbered version subdirectories."
-    )
-    g.add_argument(
-        "--model_config_file",
-        default="",
-        help="ModelServerConfig text proto; overrides --model_name/--model_base_path.",
-    )
-    g.add_argument(
-        "--model_config_file_poll_wait_seconds",
-        type=float,
-        default=c.model_config_file_poll_wait_seconds,
-        help="Re-read --model_config_file this often (0: read once at startup).",
-    )
-    g.add_argument(
-        "--file_system_poll_wait_seconds",
-        type=float,
-        default=c.file_system_poll_wait_seconds,
-        help=(
-            "Scan model base paths for new versions this often (0: only at startup). Cost: one "
-            "listdir per model."
-        ),
-    )
-    flag_bool(
-        "--enable_batching",
-        c.enable_batching,
-        "Batch concurrent requests together (dynamic batching).",
-    )
-    g.add_argument(
-        "--batching_parameters_file",
-        default="",
-        help="BatchingParameters text proto (implies nothing unless --enable_batching).",
-    )
-    g.add_argument(
-        "--ssl_config_file",
-        default="",
-        help="SSLConfig text proto (server_key, server_cert, custom_ca, client_verify): TLS on "
-        "the gRPC port.",
-    )
-    g.add_argument(
-        "--monitoring_config_file",
-        default="",
-        help="MonitoringConfig text proto; enables Prometheus at its path.",
-    )
-    flag_bool(
-        "--enable_grpc_healthcheck_service",
-        c.enable_grpc_healthcheck_service,
-        "Serve grpc.health.v1 on the gRPC port.",
-    )
-    flag_bool(
-        "--allow_version_labels_for_unavailable_models",
-        c.allow_version_labels_for_unavailable_models,
-        "Let a new version label point at a version that is not AVAILABLE (never move one there).",
-    )
-    flag_bool(
-        "--enable_model_warmup",
-        c.enable_model_warmup,
-        "Replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE.",
-    )
-    g.add_argument(
-        "--tensorflow_intra_op_parallelism",
-        type=int,
-        default=c.intra_op_parallelism,
-        help="TF intra-op threads in the worker (0: TF's choice).",
-    )
-    g.add_argument(
-        "--tensorflow_inter_op_parallelism",
-        type=int,
-        default=c.inter_op_parallelism,
-        help="TF inter-op threads in the worker (0: TF's choice).",
-    )
-    # Accepted so tensorflow_model_server command lines start unchanged; grpc.aio serves RPCs
-    # on the event loop, so there is no thread pool for it to size and it is ignored.
-    g.add_argument("--grpc_max_threads", type=int, default=0, help=argparse.SUPPRESS)
-
-    d = c.limits
-    lim = p.add_argument_group("textserve limits (our own; each bounds what one client can cost)")
-    lim.add_argument(
-        "--max_request_bytes",
-        type=int,
-        default=d.max_request_bytes,
-        help=(
-            "Largest request body/message, also after gzip decompression. Cost: the server "
-            "buffers up to this per request."
-        ),
-    )
-    lim.add_argument(
-        "--max_rows_per_request",
-        type=int,
-        default=d.max_rows_per_request,
-        help=(
-            "Most rows (batch entries) in one request. Cost: one request can occupy the worker "
-            "for this many rows."
-        ),
-    )
-    lim.add_argument(
-        "--max_text_chars",
-        type=int,
-        default=d.max_text_chars,
-        help=(
-            "Longest text input in characters (the model truncates to its max sequence anyway). "
-            "Cost: tokenizer time."
-        ),
-    )
-    lim.add_argument(
-        "--max_json_depth",
-        type=int,
-        default=d.max_json_depth,
-        help="Deepest JSON nesting accepted on REST.",
-    )
-    lim.add_argument(
-        "--max_queued_requests",
-        type=int,
-        default=d.max_queued_requests,
-        help=(
-            "Requests waiting for the worker beyond this get RESOURCE_EXHAUSTED / 429. Cost: "
-            "memory and latency of waiting requests."
-        ),
-    )
-    lim.add_argument(
-        "--default_deadline_ms",
-        type=int,
-        default=d.default_deadline_ms,
-        help=(
-            "Deadline of a gRPC request that sets none; past it a queued request is answered "
-            "DEADLINE_EXCEEDED."
-        ),
-    )
-    o = p.add_argument_group("textserve options")
-    o.add_argument("--host", default=c.host, help="Address both fronts bind.")
-    flag_bool(
-        "--length_grouping",
-        c.length_grouping,
-        "Form batches of similar text length (least padded tokens plus per-batch cost).",
-    )
-    o.add_argument(
-        "--max_batch_tokens",
-        type=int,
-        default=c.max_batch_tokens,
-        help=(
-            "Cap a batch at this many padded tokens (rows x estimated tokens of its longest "
-            "text) on top of max_batch_size; 0 = off. Bigger batches are slower per token on "
-            "CPU; on a GPU raise it or set 0."
-        ),
-    )
-    flag_bool(
-        "--worker_standby",
-        c.worker_standby,
-        "Keep a second TF worker with every served version loaded: a dead worker is replaced "
-        "at once (else after a TF import and model loads, ~30 s) and rollouts skip the TF "
-        "import. Costs a second worker's memory (TensorFlow + every model).",
-    )
-    flag_bool(
-        "--rest_api_enable_cors_support",
-        c.rest_api_enable_cors_support,
-        "TF Serving's flag: answer CORS preflight (OPTIONS) requests and add "
-        "Access-Control-Allow-Origin: * to every REST response, so browser pages on other "
-        "origins may call the API. Off by default: any web page could then call the server.",
-    )
-    sec = p.add_argument_group("authentication and connection limits (0 = off)")
-    sec.add_argument(
-        "--api_keys_file",
-        default=c.api_keys_file,
-        help=(
-            "File of API keys, one per line (# comments); read again when it changes. With it, "
-            "REST needs 'Authorization: Bearer <key>' and gRPC the metadata 'authorization: "
-            "Bearer <key>' (401 / UNAUTHENTICATED otherwise). Costs a SHA-256 per request."
-        ),
-    )
-    flag_bool(
-        "--api_keys_cover_health_and_metrics",
-        c.api_keys_cover_health_and_metrics,
-        "Require a key for gRPC health checks, REST model status and Prometheus metrics too "
-        "(off: probes and scrapers need no secret).",
-    )
-    cl = ConnectionLimits()
-    for name, help_ in (
-        (
-            "rest_api_header_timeout_in_ms",
-            "Close a REST connection whose request headers have not all arrived this long "
-            "after it opened (slowloris).",
-        ),
-        (
-            "rest_api_body_timeout_in_ms",
-            "Answer 408 and close when a request body has not all arrived in this long.",
-        ),
-        (
-            "rest_api_idle_timeout_in_ms",
-            "Close a kept-alive REST connection with no request for this long.",
-        ),
-        (
-            "rest_api_max_connections",
-            "Close REST connections beyond this many as they open (each holds a socket and "
-            "buffers).",
-        ),
-        (
-            "grpc_handshake_timeout_in_ms",
-            "Close a gRPC connection that has not finished its HTTP/2 (and TLS) handshake in "
-            "this long.",
-        ),
-        (
-            "grpc_max_connection_idle_in_ms",
-            "Send GOAWAY to a gRPC connection with no RPC for this long (clients reconnect "
-            "when they need to).",
-        ),
-        (
-            "grpc_max_connections",
-            "Refuse gRPC connections beyond this many (grpc.max_allowed_incoming_connections).",
-        ),
-    ):
-        sec.add_argument(
-            f"--{name}",
-            type=int,
-            default=getattr(cl, name),
-            help=f"{help_} Default %(default)s.",
-        )
-    sec.add_argument(
-        "--grpc_channel_arguments",
-        default=cl.grpc_channel_arguments,
-        help=(
-            "TF Serving's flag: gRPC server arguments as name=value pairs, comma separated "
-            "(e.g. grpc.max_connection_age_ms=600000); they override the limits above."
-        ),
-    )
-    o.add_argument(
-        "--drain_timeout_seconds",
-        type=float,
-        default=c.drain_timeout_seconds,
-        help="On SIGTERM/SIGINT, wait at most this long for in-flight requests before exiting.",
-    )
-    o.add_argument(
-        "--log_level",
-        default=c.log_level,
-        choices=["debug", "info", "warning", "error"],
-        help="JSON log lines on stderr.",
-    )
-    return p
+    for title, flags in _flag_groups(ServerConfig()).items():
+        group = parser.add_argument_group(title)
+        for flag in flags:
+            if flag.type is bool:
+                # TF Serving's boolean flags take --flag=true|false; a bare --flag means true.
+                group.add_argument(
+                    f"--{flag.name}",
+                    type=_parse_bool,
+                    nargs="?",
+                    const=True,
+                    default=flag.default,
+                    help=flag.help,
+                )
+            else:
+                group.add_argument(
+                    f"--{flag.name}",
+                    type=flag.type,
+                    default=flag.default,
+                    choices=flag.choices,
+                    help=flag.help,
+                )
+    return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
@@ -350,14 +382,7 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
         raise ConfigError("--rest_api_port must be in 0..65535")
     if ns.rest_api_port == ns.port:
         raise ConfigError("--rest_api_port must differ from --port")
-    limits = Limits(
-        max_request_bytes=ns.max_request_bytes,
-        max_rows_per_request=ns.max_rows_per_request,
-        max_text_chars=ns.max_text_chars,
-        max_json_depth=ns.max_json_depth,
-        max_queued_requests=ns.max_queued_requests,
-        default_deadline_ms=ns.default_deadline_ms,
-    )
+    limits = Limits(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(Limits)})
     for field in dataclasses.fields(limits):
         if getattr(limits, field.name) < 1:
             raise ConfigError(f"--{field.name} must be >= 1")
@@ -373,32 +398,20 @@ def config_from_namespace(ns: argparse.Namespace) -> ServerConfig:
             ApiKeys.from_file(ns.api_keys_file)
         except ApiKeysError as exc:
             raise ConfigError(str(exc)) from exc
+    flags = (flag for group in _flag_groups(ServerConfig()).values() for flag in group)
+    config_fields = {f.name for f in dataclasses.fields(ServerConfig)}
+    # Every flag that sets a ServerConfig field as it is; the rest were read above.
+    direct = {
+        flag.field or flag.name: getattr(ns, flag.name)
+        for flag in flags
+        if (flag.field or flag.name) in config_fields
+    }
     return ServerConfig(
         models=models,
-        grpc_port=ns.port,
-        rest_port=ns.rest_api_port,
-        host=ns.host,
-        model_config_file=ns.model_config_file,
-        model_config_file_poll_wait_seconds=ns.model_config_file_poll_wait_seconds,
-        file_system_poll_wait_seconds=ns.file_system_poll_wait_seconds,
-        enable_batching=ns.enable_batching,
         batching=batching,
         monitoring=monitoring,
         ssl=ssl,
-        rest_api_timeout_ms=ns.rest_api_timeout_in_ms,
-        enable_grpc_healthcheck_service=ns.enable_grpc_healthcheck_service,
-        allow_version_labels_for_unavailable_models=ns.allow_version_labels_for_unavailable_models,
-        enable_model_warmup=ns.enable_model_warmup,
-        intra_op_parallelism=ns.tensorflow_intra_op_parallelism,
-        inter_op_parallelism=ns.tensorflow_inter_op_parallelism,
         limits=limits,
-        length_grouping=ns.length_grouping,
-        max_batch_tokens=ns.max_batch_tokens,
-        drain_timeout_seconds=ns.drain_timeout_seconds,
-        log_level=ns.log_level,
-        worker_standby=ns.worker_standby,
         connections=connections,
-        api_keys_file=ns.api_keys_file,
-        api_keys_cover_health_and_metrics=ns.api_keys_cover_health_and_metrics,
-        rest_api_enable_cors_support=ns.rest_api_enable_cors_support,
+        **direct,
     )

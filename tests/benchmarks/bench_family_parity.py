@@ -24,22 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import transformers  # noqa: E402
-
-from tests.models.albert.test_albert_encoder import CASES as ALBERT_CASES  # noqa: E402
-from tests.models.distilbert.test_distilbert_encoder import DISTILBERT  # noqa: E402
-from tests.models.electra.test_electra_encoder import CASES as ELECTRA_CASES  # noqa: E402
-from tests.models.mpnet.test_mpnet_encoder import MPNET  # noqa: E402
-from tests.models.roberta.test_roberta_encoder import ROBERTA, XLM_ROBERTA  # noqa: E402
 from tests.support.families import (  # noqa: E402
+    FAMILY_CASES,
     TASK_CLASSES,
     TASK_OF,
-    bpe_tokenizer,
-    perturbed_model,
-    sentencepiece_tokenizer,
+    TEXT_FAMILIES,
+    FamilyCheckpoints,
     text_parity,
-    wordpiece_tokenizer,
-    write_checkpoint,
 )
 
 
@@ -47,29 +38,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="STS-B sentence pairs")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="family-parity-"))
-    families = {
-        "RoBERTa": (ROBERTA, lambda d: bpe_tokenizer(d)),
-        "XLM-RoBERTa": (XLM_ROBERTA, lambda d: sentencepiece_tokenizer(d, family="xlm-roberta")),
-        "DistilBERT": (
-            DISTILBERT,
-            lambda d: wordpiece_tokenizer(d, transformers.DistilBertTokenizer),
-        ),
-        "ELECTRA": (
-            ELECTRA_CASES[16],
-            lambda d: wordpiece_tokenizer(d, transformers.ElectraTokenizer),
-        ),
-        "ALBERT": (ALBERT_CASES[1, 1], lambda d: sentencepiece_tokenizer(d, family="albert")),
-        "MPNet": (MPNET, lambda d: wordpiece_tokenizer(d, transformers.MPNetTokenizer)),
-    }
+    checkpoints = FamilyCheckpoints(Path(tempfile.mkdtemp(prefix="family-parity-")))
     print("| family | " + " | ".join(TASK_OF[k] for k in TASK_CLASSES) + " |")
     print("| --- |" + " ---: |" * len(TASK_CLASSES))
-    for name, (case, make_tokenizer) in families.items():
-        tokenizer = make_tokenizer(root / name / "tokenizer")
+    for name in TEXT_FAMILIES:
+        case, tokenizer = FAMILY_CASES[name], checkpoints.tokenizer(name)
         cells = []
         for kind in TASK_CLASSES:
-            model = perturbed_model(case, kind, vocab_size=len(tokenizer))
-            directory = write_checkpoint(root / name / kind, model)
+            directory, model = checkpoints.checkpoint(name, kind)
             diff = text_parity(case, directory, model, TASK_OF[kind], tokenizer, count=args.count)
             cells.append(f"{diff:.1e}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,39 @@ TASK_OF = {
 ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
 
 
+# transformers' class name of each task, after the family's prefix (DistilBert + Model).
+_CLASS_SUFFIXES = {
+    "base": "Model",
+    "classification": "ForSequenceClassification",
+    "masked_lm": "ForMaskedLM",
+    "token_classification": "ForTokenClassification",
+    "pretraining": "ForPreTraining",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class FamilyCase:
-    """One family as the tests build it: config factory, task classes, special ids."""
+    """One family as the tests build it: its transformers classes (``prefix`` + ``Config``,
+    ``Model``, ``ForSequenceClassification``...), a tiny config, special ids, tokenizer."""
 
-    config: Callable[..., Any]
-    classes: dict[str, Any]
+    prefix: str
+    sizes: Mapping[str, Any]
     pad_id: int
     #: Whether the family's tokenizers emit token type ids (BERT, ALBERT, ELECTRA).
     uses_types: bool
+    #: Saves the family's reference tokenizer into a directory and returns it.
+    tokenizer: Callable[[Path], Any]
+
+    def config(self, **kwargs: Any) -> Any:
+        import transformers
+
+        return getattr(transformers, f"{self.prefix}Config")(**self.sizes, **kwargs)
+
+    def model_class(self, kind: str) -> Any:
+        """transformers' class of ``kind`` (a key of ``TASK_OF``, or ``pretraining``)."""
+        import transformers
+
+        return getattr(transformers, self.prefix + _CLASS_SUFFIXES[kind])
 
 
 def perturbed_model(case: FamilyCase, kind: str, *, seed: int = 0, **config_kwargs: Any) -> Any:
@@ -49,7 +73,7 @@ def perturbed_model(case: FamilyCase, kind: str, *, seed: int = 0, **config_kwar
         extra = {"id2label": ID2LABEL, "label2id": {v: k for k, v in ID2LABEL.items()}}
     config = case.config(**extra, **config_kwargs)
     torch.manual_seed(seed)
-    model = case.classes[kind](config).eval()
+    model = case.model_class(kind)(config).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" in name.lower() or name.endswith("bias"):
@@ -396,3 +420,149 @@ def text_parity(
                 worst, max(assert_matches_torch(case, directory, model, task, inputs).values())
             )
     return worst
+
+
+# --- the family table: every family the encoder tests check against transformers ---------------
+def _wordpiece(tokenizer_class: str) -> Callable[[Path], Any]:
+    def make(directory: Path) -> Any:
+        import transformers
+
+        return wordpiece_tokenizer(directory, getattr(transformers, tokenizer_class))
+
+    return make
+
+
+def _sentencepiece(family: str) -> Callable[[Path], Any]:
+    return lambda directory: sentencepiece_tokenizer(directory, family=family)
+
+
+_HIDDEN = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "max_position_embeddings": 130,
+}
+_ROBERTA_SIZES = {**_HIDDEN, "type_vocab_size": 1, "layer_norm_eps": 1e-5}
+_ELECTRA = {"prefix": "Electra", "pad_id": 0, "uses_types": True}
+_ALBERT_SIZES = {**_HIDDEN, "embedding_size": 16, "num_hidden_layers": 4}
+
+#: Tiny random checkpoints of every family, by name; ``electra`` factorizes its embeddings
+#: (16, projected to 32), ``electra-32`` does not (no projection, as transformers does).
+#: ALBERT shares one layer across all four, as released ALBERTs do.
+FAMILY_CASES: dict[str, FamilyCase] = {
+    "distilbert": FamilyCase(
+        prefix="DistilBert",
+        sizes={
+            "dim": 32,
+            "n_layers": 2,
+            "n_heads": 4,
+            "hidden_dim": 37,
+            "max_position_embeddings": 130,
+        },
+        pad_id=0,
+        uses_types=False,
+        tokenizer=_wordpiece("DistilBertTokenizer"),
+    ),
+    "electra": FamilyCase(
+        **_ELECTRA,
+        sizes={**_HIDDEN, "embedding_size": 16},
+        tokenizer=_wordpiece("ElectraTokenizer"),
+    ),
+    "electra-32": FamilyCase(
+        **_ELECTRA,
+        sizes={**_HIDDEN, "embedding_size": 32},
+        tokenizer=_wordpiece("ElectraTokenizer"),
+    ),
+    "albert": FamilyCase(
+        prefix="Albert",
+        sizes={**_ALBERT_SIZES, "num_hidden_groups": 1, "inner_group_num": 1},
+        pad_id=0,
+        uses_types=True,
+        tokenizer=_sentencepiece("albert"),
+    ),
+    "mpnet": FamilyCase(
+        prefix="MPNet",
+        sizes={**_HIDDEN, "max_position_embeddings": 300},
+        pad_id=1,
+        uses_types=False,
+        tokenizer=_wordpiece("MPNetTokenizer"),
+    ),
+    "roberta": FamilyCase(
+        prefix="Roberta",
+        sizes=_ROBERTA_SIZES,
+        pad_id=1,
+        uses_types=False,
+        tokenizer=bpe_tokenizer,
+    ),
+    "xlm-roberta": FamilyCase(
+        prefix="XLMRoberta",
+        sizes=_ROBERTA_SIZES,
+        pad_id=1,
+        uses_types=False,
+        tokenizer=_sentencepiece("xlm-roberta"),
+    ),
+}
+#: ALBERT with two groups of two layers (heads do not depend on the layer sharing).
+ALBERT_GROUPED = dataclasses.replace(
+    FAMILY_CASES["albert"],
+    sizes={**_ALBERT_SIZES, "num_hidden_groups": 2, "inner_group_num": 2},
+)
+#: The families text parity runs on (electra-32 differs from electra only in its embeddings).
+TEXT_FAMILIES = tuple(name for name in FAMILY_CASES if name != "electra-32")
+
+
+class FamilyCheckpoints:
+    """Each family's reference tokenizer and tiny checkpoints, made once on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._tokenizers: dict[str, Any] = {}
+        self._checkpoints: dict[tuple[str, str], tuple[Path, Any]] = {}
+
+    def tokenizer(self, name: str) -> Any:
+        if name not in self._tokenizers:
+            self._tokenizers[name] = FAMILY_CASES[name].tokenizer(self._root / name / "tokenizer")
+        return self._tokenizers[name]
+
+    def checkpoint(self, name: str, kind: str) -> tuple[Path, Any]:
+        """(directory, PyTorch model) of family ``name``'s ``kind`` checkpoint."""
+        if (name, kind) not in self._checkpoints:
+            vocab_size = len(self.tokenizer(name))
+            model = perturbed_model(FAMILY_CASES[name], kind, vocab_size=vocab_size)
+            self._checkpoints[name, kind] = (
+                write_checkpoint(self._root / name / kind, model),
+                model,
+            )
+        return self._checkpoints[name, kind]
+
+
+# Constructor arguments each family's encoder adds to the shared tiny ones: a factorized
+# embedding (ELECTRA, ALBERT; ALBERT sharing one layer six times), MPNet's bucket count,
+# RoBERTa's padding index (positions count from it).
+_ENCODER_EXTRAS: dict[str, dict[str, Any]] = {
+    "bert": {},
+    "distilbert": {},
+    "electra": {"embedding_size": 4},
+    "albert": {"embedding_size": 4, "num_layers": 6},
+    "mpnet": {"relative_attention_num_buckets": 16},
+    "roberta": {"pad_token_id": 3},
+}
+#: Families whose encoder class the encoder tests build directly.
+ENCODER_FAMILIES = tuple(_ENCODER_EXTRAS)
+
+
+def tiny_encoder(family: str, **overrides: Any) -> Any:
+    """Family ``family``'s Keras encoder at a tiny size (random weights)."""
+    from models.family import FAMILIES
+
+    arguments: dict[str, Any] = {
+        "vocab_size": 10,
+        "hidden_size": 8,
+        "num_layers": 1,
+        "num_heads": 2,
+        "intermediate_size": 8,
+        **_ENCODER_EXTRAS[family],
+        **overrides,
+    }
+    return FAMILIES[family].encoder_class(**arguments)

@@ -9,9 +9,8 @@ import pytest
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for loading)
 
 from models.export.exporter import export_model
-from tests.models.albert.test_albert_encoder import CASES as ALBERT_CASES
-from tests.models.roberta.test_roberta_encoder import XLM_ROBERTA
 from tests.support.families import (
+    FAMILY_CASES,
     TASK_OF,
     perturbed_model,
     sentencepiece_tokenizer,
@@ -21,8 +20,8 @@ from tests.support.families import (
 
 CASES = {
     # family: (case, kind): ALBERT's classifier on its pooler, XLM-R's fill-mask lm_head.
-    "albert": (ALBERT_CASES[1, 1], "classification"),
-    "xlm-roberta": (XLM_ROBERTA, "masked_lm"),
+    "albert": (FAMILY_CASES["albert"], "classification"),
+    "xlm-roberta": (FAMILY_CASES["xlm-roberta"], "masked_lm"),
 }
 
 
@@ -44,16 +43,9 @@ def test_token_classification_without_offsets_is_refused_in_one_line(tmp_path: P
     # offsets yet, so the entity spans the task promises cannot be computed: refused by name
     # (an UnsupportedTokenizerError, exit code 2 in the CLI), never a traceback or an export
     # without spans.
-    import dataclasses
-
-    import transformers
-
     from models.tokenizers.errors import UnsupportedTokenizerError
 
-    ner = dataclasses.replace(
-        XLM_ROBERTA,
-        classes={"token_classification": transformers.XLMRobertaForTokenClassification},
-    )
+    ner = FAMILY_CASES["xlm-roberta"]
     checkpoint = tmp_path / "checkpoint"
     tokenizer = sentencepiece_tokenizer(checkpoint, family="xlm-roberta")
     write_checkpoint(

@@ -9,8 +9,8 @@ import transformers
 
 from models import contract
 from models.export.exporter import export_model
-from tests.models.distilbert.test_distilbert_encoder import DISTILBERT
 from tests.support.families import (
+    FAMILY_CASES,
     perturbed_model,
     stsb_parity,
     with_wordpiece_tokenizer,
@@ -21,7 +21,9 @@ from tests.support.families import (
 
 def test_classification_export_matches_pytorch_on_stsb(tmp_path: Path) -> None:
     """pre_classifier + ReLU + classifier on [CLS]; pairs carry no type ids."""
-    model = perturbed_model(DISTILBERT, "classification", vocab_size=wordpiece_vocab_size())
+    model = perturbed_model(
+        FAMILY_CASES["distilbert"], "classification", vocab_size=wordpiece_vocab_size()
+    )
     checkpoint = with_wordpiece_tokenizer(
         write_checkpoint(tmp_path / "checkpoint", model), transformers.DistilBertTokenizer
     )

@@ -9,8 +9,8 @@ import transformers
 
 from models import contract
 from models.export.exporter import export_model
-from tests.models.electra.test_electra_encoder import CASES
 from tests.support.families import (
+    FAMILY_CASES,
     TASK_OF,
     perturbed_model,
     report_signatures,
@@ -25,7 +25,7 @@ def test_fill_mask_export_matches_pytorch_on_stsb(tmp_path: Path) -> None:
     """The generator's head (narrowing to embedding_size, tied decoder) end to end; the
     classification head is covered on ids (one export per family keeps the suite fast)."""
     kind = "masked_lm"
-    model = perturbed_model(CASES[16], kind, vocab_size=wordpiece_vocab_size())
+    model = perturbed_model(FAMILY_CASES["electra"], kind, vocab_size=wordpiece_vocab_size())
     checkpoint = with_wordpiece_tokenizer(
         write_checkpoint(tmp_path / "checkpoint", model), transformers.ElectraTokenizer
     )

@@ -9,8 +9,8 @@ import transformers
 
 from models import contract
 from models.export.exporter import export_model
-from tests.models.mpnet.test_mpnet_encoder import MPNET
 from tests.support.families import (
+    FAMILY_CASES,
     as_sentence_transformers,
     perturbed_model,
     stsb_parity,
@@ -24,7 +24,7 @@ def test_sentence_transformers_export_matches_pytorch_on_stsb(tmp_path: Path) ->
     """MPNet + mean Pooling + Normalize; the tokenizer packs <s> A </s></s> B </s> and its
     ``<mask>`` swallows the space before it, as in released MPNet checkpoints."""
     # <s> <pad> </s> <unk> + BERT's words + <mask>: mpnet-base's 30527.
-    model = perturbed_model(MPNET, "base", vocab_size=wordpiece_vocab_size() + 5)
+    model = perturbed_model(FAMILY_CASES["mpnet"], "base", vocab_size=wordpiece_vocab_size() + 5)
     checkpoint = with_wordpiece_tokenizer(
         write_checkpoint(tmp_path / "checkpoint", model),
         transformers.MPNetTokenizer,

@@ -7,8 +7,8 @@ from pathlib import Path
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for loading)
 
 from models.export.exporter import export_model
-from tests.models.roberta.test_roberta_encoder import ROBERTA
 from tests.support.families import (
+    FAMILY_CASES,
     TASK_OF,
     bpe_tokenizer,
     perturbed_model,
@@ -23,7 +23,7 @@ def test_fill_mask_export_matches_pytorch_on_stsb(tmp_path: Path) -> None:
     padding index; ``<mask>`` swallows the space before it, as in released checkpoints."""
     checkpoint = tmp_path / "checkpoint"
     tokenizer = bpe_tokenizer(checkpoint)
-    model = perturbed_model(ROBERTA, "masked_lm", vocab_size=len(tokenizer))
+    model = perturbed_model(FAMILY_CASES["roberta"], "masked_lm", vocab_size=len(tokenizer))
     write_checkpoint(checkpoint, model)
     output = tmp_path / "exported" / "1"
     report = export_model(checkpoint=checkpoint, output=output, progress=False)

@@ -1,4 +1,5 @@
-"""``PredictCall``: the arguments of one ``predict``, shared by the four clients."""
+"""``PredictArguments``: the arguments of one ``predict``, shared by the four clients
+(``serving.core_api.PredictCall`` is the server's decoded request, a different thing)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def check_version_choice(version: int | None, version_label: str | None) -> None
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictCall:
+class PredictArguments:
     """What one ``predict`` asks for; each protocol turns it into its own request."""
 
     inputs: Mapping[str, Any]
