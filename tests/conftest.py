@@ -68,6 +68,7 @@ def _write_tiny_checkpoint(
     id2label: dict[int, str] | None,
     problem_type: str | None,
     seed: int,
+    perturbation: float,
 ) -> None:
     import shutil
 
@@ -108,7 +109,7 @@ def _write_tiny_checkpoint(
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "LayerNorm" in name or name.endswith("bias"):
-                param.add_(torch.randn_like(param) * 0.1)
+                param.add_(torch.randn_like(param) * perturbation)
     model.save_pretrained(directory)
     shutil.copy(vocab_file, directory / "vocab.txt")
     transformers.BertTokenizer.from_pretrained(str(directory)).save_pretrained(directory)
@@ -144,6 +145,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
     | ``pretraining`` (BertForPreTraining: MLM and NSP heads).
     ``weights_format``: ``safetensors`` | ``bin`` (pytorch_model.bin via torch.save).
     ``key_style``: ``default`` | ``gamma_beta`` | ``no_prefix`` | ``gamma_beta_no_prefix``.
+    ``labels``: the classification labels instead (one: a single-logit reranker);
+    ``perturbation``: scale of the noise added to LayerNorms and biases.
     Checkpoints are cached for the session by their arguments.
     """
     cache: dict[tuple[object, ...], Path] = {}
@@ -156,8 +159,19 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
         drop_keys: tuple[str, ...] = (),
         problem_type: str | None = None,
         seed: int = 0,
+        labels: tuple[str, ...] | None = None,
+        perturbation: float = 0.1,
     ) -> Path:
-        args = (kind, weights_format, key_style, tuple(drop_keys), problem_type, seed)
+        args = (
+            kind,
+            weights_format,
+            key_style,
+            tuple(drop_keys),
+            problem_type,
+            seed,
+            labels,
+            perturbation,
+        )
         if args not in cache:
             directory = tmp_path_factory.mktemp(f"tiny_{kind}_{weights_format}_{key_style}")
             _write_tiny_checkpoint(
@@ -166,12 +180,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
                 weights_format=weights_format,
                 key_style=key_style,
                 drop_keys=tuple(drop_keys),
-                id2label={
+                id2label=dict(enumerate(labels))
+                if labels is not None
+                else {
                     "classification": TINY_ID2LABEL,
                     "token_classification": TINY_TOKEN_ID2LABEL,
                 }.get(kind),
                 problem_type=problem_type,
                 seed=seed,
+                perturbation=perturbation,
             )
             cache[args] = directory
         return cache[args]

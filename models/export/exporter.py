@@ -10,7 +10,6 @@ job is its own module: :mod:`~models.export.model_assembly` (encoder, head, toke
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,7 +122,7 @@ def export_model(
 
     from models.bundled import bundled_checkpoint
     from models.export.export_verification import audit_ops
-    from models.export.model_card import build_model_card
+    from models.export.model_card import build_model_card, write_model_card
     from models.export.warmup_requests import write_warmup_requests
     from models.loading import open_checkpoint
     from models.loading.checkpoint_loader import CheckpointLoader
@@ -187,9 +186,7 @@ def export_model(
                 verification=verification,
                 jit_compile=jit_compile,
             )
-            (staging / contract.MODEL_CARD_FILE).write_text(
-                json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
+            write_model_card(staging, card)
             steps.start("publishing")
             publish(staging, output, overwrite=overwrite)
 

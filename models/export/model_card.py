@@ -3,9 +3,11 @@ server reads to describe a version (task, dimensions, labels, buckets) and where
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from models import contract
@@ -132,6 +134,14 @@ def build_model_card(
         "op_count": len(ops),
         "verification": verification,
     }
+
+
+def write_model_card(version_dir: Path, card: Mapping[str, object]) -> None:
+    """Write ``card`` as :data:`models.contract.MODEL_CARD_FILE` of ``version_dir`` (every
+    export type has one: the server reads the end-to-end card, people read the TF Hub one)."""
+    path = version_dir / contract.MODEL_CARD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def package_version(package: str) -> str:

@@ -9,7 +9,6 @@ Called by :func:`models.export.exporter.export_model` for every ``export_type`` 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from models.errors import ExportConfigError, Keyword, VerificationError
 from models.export.export_progress import ExportProgress
 from models.export.export_report import ExportReport
 from models.export.model_assembly import resolve_max_seq_length
-from models.export.model_card import package_version
+from models.export.model_card import package_version, write_model_card
 from models.export.version_directory import check_version_dir, publish, staging_dir
 
 #: Max abs difference allowed against PyTorch: hidden states are unit-scale, logits larger.
@@ -118,9 +117,7 @@ def export_tfhub(
                 "op_count": len(ops),
                 "verification": verification,
             }
-            card_path = staging / contract.MODEL_CARD_FILE
-            card_path.parent.mkdir(parents=True, exist_ok=True)
-            card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+            write_model_card(staging, card)
             steps.start("publishing")
             publish(staging, output, overwrite=overwrite)
 

@@ -39,6 +39,15 @@ def tiny_version_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[o
     yield make
 
 
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory, tiny_version_factory) -> Path:  # type: ignore[no-untyped-def]
+    """A model base path with tiny versions 1 and 2 (one per test module: fronts reload it)."""
+    base = tmp_path_factory.mktemp("tiny_base")
+    tiny_version_factory(base / "1", 1)
+    tiny_version_factory(base / "2", 2)
+    return base
+
+
 @pytest.fixture(scope="session")
 def minilm_server(
     exported_minilm: Path, tmp_path_factory: pytest.TempPathFactory

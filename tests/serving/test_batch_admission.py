@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from serving.batch_cost_model import BatchCostModel
-from serving.batcher import Batcher, BatcherSettings, estimated_tokens
+from serving.batcher import Batcher, estimated_tokens
 from serving.errors import Code, ServingError
 from serving.serving_metrics import ServingMetrics
+from tests.support.batcher_settings import batcher_settings
 
 KEY = ("m", 1)
 MAX_SEQ = 256
@@ -41,18 +42,9 @@ class CostedModel:
 
 
 def _batcher(model: CostedModel) -> Batcher:
-    settings = BatcherSettings(
-        enabled=True,
-        max_batch_size=32,
-        batch_timeout_s=0.0,
-        max_enqueued_batches=100,
-        slots=1,
-        allowed_batch_sizes=(),
-        max_queued_requests=1000,
-        length_grouping=True,
-        max_batch_tokens=0,
+    return Batcher(
+        run=model, settings=batcher_settings(max_batch_size=32), metrics=ServingMetrics()
     )
-    return Batcher(run=model, settings=settings, metrics=ServingMetrics())
 
 
 async def _submit(b: Batcher, texts: list[bytes], deadline_s: float) -> dict[str, np.ndarray]:
@@ -158,15 +150,10 @@ def test_at_3x_load_almost_no_admitted_request_misses_its_deadline() -> None:
         return {"length": np.array([len(t) for t in texts], dtype=np.int64)}, 0.0
 
     async def main() -> dict[str, int]:
-        settings = BatcherSettings(
-            enabled=True,
+        settings = batcher_settings(
             max_batch_size=32,
-            batch_timeout_s=0.0,
             max_enqueued_batches=1000,
-            slots=1,
-            allowed_batch_sizes=(),
             max_queued_requests=100_000,
-            length_grouping=True,
             max_batch_tokens=4096,
         )
         b = Batcher(run=model, settings=settings, metrics=ServingMetrics())

@@ -14,9 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from serving.batcher import Batcher, BatcherSettings
+from serving.batcher import Batcher
 from serving.errors import Code, ServingError
 from serving.serving_metrics import ServingMetrics
+from tests.support.batcher_settings import batcher_settings as settings
 
 KEY = ("m", 1)
 
@@ -43,21 +44,6 @@ class RecordingModel:
             await asyncio.sleep(self.delay + self.row_delay * len(texts))
         lengths = np.array([len(t) for t in texts], dtype=np.int64)
         return {"length": lengths, "echo": np.array(texts, dtype=object)}, 0.0
-
-
-def settings(**overrides: object) -> BatcherSettings:
-    base = dict(
-        enabled=True,
-        max_batch_size=8,
-        batch_timeout_s=0.0,
-        max_enqueued_batches=100,
-        slots=1,
-        allowed_batch_sizes=(),
-        max_queued_requests=1000,
-        length_grouping=True,
-    )
-    base.update(overrides)
-    return BatcherSettings(**base)  # type: ignore[arg-type]
 
 
 async def submit(

@@ -52,14 +52,6 @@ def _config(base: Path, labels: dict[str, int]) -> model_server_config_pb2.Model
 
 
 @pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory, tiny_version_factory) -> Path:  # type: ignore[no-untyped-def]
-    base = tmp_path_factory.mktemp("grpc_tiny")
-    tiny_version_factory(base / "1", 1)
-    tiny_version_factory(base / "2", 2)
-    return base
-
-
-@pytest.fixture(scope="module")
 def server(tiny_base: Path) -> Iterator[ServerProcess]:
     base = tiny_base
     config_file = base.parent / f"{base.name}.config"

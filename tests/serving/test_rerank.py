@@ -8,7 +8,6 @@ tiny embedding model is served beside them to be refused.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,34 +36,6 @@ DOCUMENTS = [
 ]
 
 
-def _one_logit_checkpoint(directory: Path) -> Path:
-    import torch
-    import transformers
-
-    from models.bundled import bundled_checkpoint
-
-    vocab = bundled_checkpoint() / "vocab.txt"
-    config = transformers.BertConfig(
-        vocab_size=len(vocab.read_text(encoding="utf-8").splitlines()),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
-    torch.manual_seed(7)
-    model = transformers.BertForSequenceClassification(config).eval()
-    with torch.no_grad():  # random init leaves biases at 0: perturb so scores spread
-        for name, param in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                param.add_(torch.randn_like(param) * 0.5)
-    model.save_pretrained(directory)
-    shutil.copy(vocab, directory / "vocab.txt")
-    transformers.BertTokenizer.from_pretrained(str(directory)).save_pretrained(directory)
-    return directory
-
-
 def _torch_scores(checkpoint: Path, query: str, documents: list[str]) -> np.ndarray:
     import torch
     import transformers
@@ -80,11 +51,11 @@ def _torch_scores(checkpoint: Path, query: str, documents: list[str]) -> np.ndar
 
 
 @pytest.fixture(scope="module")
-def checkpoints(
-    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Callable[..., Path]
-) -> dict[str, Path]:
+def checkpoints(tiny_checkpoint: Callable[..., Path]) -> dict[str, Path]:
     return {
-        "ce1": _one_logit_checkpoint(tmp_path_factory.mktemp("ce1")),
+        # One logit (sentence-transformers' CrossEncoder layout), scores spread by a larger
+        # perturbation of the random init.
+        "ce1": tiny_checkpoint("classification", labels=("LABEL_0",), seed=7, perturbation=0.5),
         "ce3": tiny_checkpoint("classification"),
     }
 

@@ -30,14 +30,6 @@ def in_process(version_dir: Path, signature: str, **inputs: object) -> dict[str,
 
 
 @pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory, tiny_version_factory) -> Path:  # type: ignore[no-untyped-def]
-    base = tmp_path_factory.mktemp("rest_tiny")
-    tiny_version_factory(base / "1", 1)
-    tiny_version_factory(base / "2", 2)
-    return base
-
-
-@pytest.fixture(scope="module")
 def server(tiny_base: Path) -> Iterator[ServerProcess]:
     config = tiny_base.parent / f"{tiny_base.name}.config"
     config.write_text(

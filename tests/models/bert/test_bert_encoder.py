@@ -101,13 +101,8 @@ def test_padding_does_not_change_real_tokens() -> None:
 
 
 def test_without_pooler_pooled_output_is_cls_state() -> None:
-    encoder = BertEncoder(
-        vocab_size=97,
-        hidden_size=16,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=20,
-        use_pooler=False,
+    encoder = tiny_encoder(
+        "bert", vocab_size=97, hidden_size=16, intermediate_size=20, use_pooler=False
     )
     outputs = encoder(_inputs())
     np.testing.assert_array_equal(

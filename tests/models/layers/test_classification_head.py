@@ -6,16 +6,14 @@ import numpy as np
 
 from models import contract
 from models.layers.classification_head import ClassificationHead
+from tests.support.head_weights import assign_random_classifier
 
 
 def _head(multi_label: bool) -> tuple[ClassificationHead, np.ndarray, np.ndarray]:
     head = ClassificationHead(num_labels=3, hidden_size=4, multi_label=multi_label)
-    rng = np.random.default_rng(0)
-    weight = rng.normal(size=(3, 4)).astype(np.float32)  # torch layout [out, in]
-    bias = rng.normal(size=(3,)).astype(np.float32)
-    for key, (variable, transpose) in head.checkpoint_variables().items():
-        value = weight if key.endswith("weight") else bias
-        variable.assign(value.T if transpose else value)
+    weight, bias = assign_random_classifier(
+        head, np.random.default_rng(0), num_labels=3, hidden_size=4
+    )
     return head, weight, bias
 
 

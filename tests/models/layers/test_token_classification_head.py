@@ -6,16 +6,13 @@ import numpy as np
 
 from models import contract
 from models.layers.token_classification_head import TokenClassificationHead
+from tests.support.head_weights import assign_random_classifier
 
 
 def test_every_token_is_classified() -> None:
     head = TokenClassificationHead(num_labels=3, hidden_size=4)
     rng = np.random.default_rng(0)
-    weight = rng.normal(size=(3, 4)).astype(np.float32)  # torch layout [out, in]
-    bias = rng.normal(size=(3,)).astype(np.float32)
-    for key, (variable, transpose) in head.checkpoint_variables().items():
-        value = weight if key.endswith("weight") else bias
-        variable.assign(value.T if transpose else value)
+    weight, bias = assign_random_classifier(head, rng, num_labels=3, hidden_size=4)
     hidden = rng.normal(size=(2, 5, 4)).astype(np.float32)
     out = head(hidden)
     logits = hidden @ weight.T + bias
