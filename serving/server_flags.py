@@ -41,13 +41,13 @@ def _parse_bool(text: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class _Flag:
-    """One flag: argparse's ``type`` (None: a string; bool: ``true``/``false`` or bare), and
+    """One flag: argparse's ``type`` (bool: ``true``/``false`` or a bare ``--flag``), and
     the ``ServerConfig`` field it sets when that is not its own name (TF Serving's spelling)."""
 
     name: str
     default: object
     help: str
-    type: Callable[[str], object] | None = None
+    type: Callable[[str], object] = str
     choices: Sequence[str] | None = None
     field: str = ""
 

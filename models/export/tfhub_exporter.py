@@ -62,12 +62,11 @@ def export_tfhub(
 
     with ExportProgress(enabled=progress) as steps, contextlib.ExitStack() as stack:
         steps.start("reading checkpoint")
-        opened = stack.enter_context(
-            open_checkpoint(
-                bundled_checkpoint() if checkpoint is None else checkpoint,
-                do_lower_case=do_lower_case,
-            )
+        opened = open_checkpoint(
+            bundled_checkpoint() if checkpoint is None else checkpoint,
+            do_lower_case=do_lower_case,
         )
+        stack.enter_context(opened)
         loader = CheckpointLoader(opened.model_dir)
         seq_length = resolve_max_seq_length(
             loader,

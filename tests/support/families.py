@@ -444,7 +444,6 @@ _HIDDEN = {
     "max_position_embeddings": 130,
 }
 _ROBERTA_SIZES = {**_HIDDEN, "type_vocab_size": 1, "layer_norm_eps": 1e-5}
-_ELECTRA = {"prefix": "Electra", "pad_id": 0, "uses_types": True}
 _ALBERT_SIZES = {**_HIDDEN, "embedding_size": 16, "num_hidden_layers": 4}
 
 #: Tiny random checkpoints of every family, by name; ``electra`` factorizes its embeddings
@@ -465,13 +464,10 @@ FAMILY_CASES: dict[str, FamilyCase] = {
         tokenizer=_wordpiece("DistilBertTokenizer"),
     ),
     "electra": FamilyCase(
-        **_ELECTRA,
+        prefix="Electra",
         sizes={**_HIDDEN, "embedding_size": 16},
-        tokenizer=_wordpiece("ElectraTokenizer"),
-    ),
-    "electra-32": FamilyCase(
-        **_ELECTRA,
-        sizes={**_HIDDEN, "embedding_size": 32},
+        pad_id=0,
+        uses_types=True,
         tokenizer=_wordpiece("ElectraTokenizer"),
     ),
     "albert": FamilyCase(
@@ -503,6 +499,9 @@ FAMILY_CASES: dict[str, FamilyCase] = {
         tokenizer=_sentencepiece("xlm-roberta"),
     ),
 }
+FAMILY_CASES["electra-32"] = dataclasses.replace(
+    FAMILY_CASES["electra"], sizes={**_HIDDEN, "embedding_size": 32}
+)
 #: ALBERT with two groups of two layers (heads do not depend on the layer sharing).
 ALBERT_GROUPED = dataclasses.replace(
     FAMILY_CASES["albert"],
