@@ -55,11 +55,12 @@ def sigmoid_probabilities(config: BertConfig) -> bool:
 
 
 def build_encoder_and_head(
-    loader: CheckpointLoader, *, task: str
+    loader: CheckpointLoader, *, task: str, skip_padding: bool = True
 ) -> tuple[BertEncoder, TaskHead, LoadReport]:
     """(encoder, task head, load report) for ``loader``'s family, weights loaded strictly.
 
     The heads follow each family's Hugging Face task classes (see :mod:`models.family`).
+    ``skip_padding``: see :class:`models.bert.bert_encoder.BertEncoder`.
     """
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
@@ -73,7 +74,8 @@ def build_encoder_and_head(
         task == contract.TASK_CLASSIFICATION and family.classifier_activation is not None
     )
     encoder = family.encoder_class(
-        **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier)
+        **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier),
+        skip_padding=skip_padding,
     )
     targets = dict(encoder.checkpoint_variables())
     head: TaskHead
