@@ -14,7 +14,7 @@ from models.tokenizers.special_tokens_template import SpecialTokensTemplate
 class TextTokenizer(tf.Module):
     """Base class: raw strings in, TF Hub encoder inputs out, exact against a reference.
 
-    A subclass implements :meth:`token_ids` (``[batch]`` strings -> flat int32 ids and int64
+    A subclass implements :meth:`token_ids` and :meth:`tokenize_with_offsets` (``[batch]`` strings -> flat int32 ids and int64
     row splits, without specials or truncation) and a ``from_checkpoint(checkpoint_dir, *,
     max_seq_length, length_buckets=None, pad_to_longest=False)`` classmethod; everything else
     (truncation, special tokens, type ids, padding) is shared and follows the reference's
@@ -74,6 +74,14 @@ class TextTokenizer(tf.Module):
         """[batch] strings -> (flat int32 token ids, int64 row splits [batch + 1]), without
         special tokens or truncation. The one method a subclass must implement."""
         raise NotImplementedError(f"{type(self).__name__} must implement token_ids")
+
+    def tokenize_with_offsets(
+        self, text: tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """[batch] strings -> (ids, starts, ends), each ``[batch, (n)]``: the ids of
+        :meth:`tokenize` and each token's int64 code-point span in the input text, equal to the
+        reference's ``offset_mapping`` (entity spans of token classification come from it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement tokenize_with_offsets")
 
     def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[batch] strings -> [batch, (n)] int32 token ids, without specials or truncation."""
