@@ -75,6 +75,12 @@ class TextTokenizer(tf.Module):
         special tokens or truncation. The one method a subclass must implement."""
         raise NotImplementedError(f"{type(self).__name__} must implement token_ids")
 
+    @property
+    def metaspace_decoder(self) -> str | None:
+        """The replacement char of the reference's Metaspace decoder (SentencePiece models:
+        token strings read it as a space), or None for the WordPiece decoder's rules."""
+        return None
+
     def tokenize_with_offsets(
         self, text: tf.Tensor
     ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:

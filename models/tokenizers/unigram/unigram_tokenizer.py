@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from models.tokenizers.errors import UnsupportedTokenizerError
 from models.tokenizers.text_tokenizer import TextTokenizer, as_text_vector
 from models.tokenizers.unigram import grapheme_clusters
 from models.tokenizers.unigram.unigram_tables import (
@@ -150,6 +151,17 @@ class UnigramTokenizer(TextTokenizer):
     def vocab(self) -> list[str]:
         """The pieces in id order (a fresh list: tf.Module would track and wrap a list)."""
         return list(self._tables.pieces)
+
+    @property
+    def metaspace_decoder(self) -> str:
+        """The reference's Metaspace decoder's replacement char ("▁"), which entity words are
+        decoded with; any other decoder is refused."""
+        if self._tables.decoder_metaspace is None:
+            raise UnsupportedTokenizerError(
+                "entity words need the reference's decoder, which is reproduced only as "
+                "Metaspace dropping the leading space"
+            )
+        return self._tables.decoder_metaspace
 
     @_plain_graph
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
