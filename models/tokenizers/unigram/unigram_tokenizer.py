@@ -20,16 +20,18 @@ charsmap rules matched across grapheme clusters).
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from models.tokenizers.errors import UnsupportedTokenizerError
-from models.tokenizers.text_tokenizer import TextTokenizer, as_text_vector
+from models.tokenizers.text_tokenizer import (
+    TextTokenizer,
+    Vocabulary,
+    as_text_vector,
+    write_vocab_file,
+)
 from models.tokenizers.unigram import grapheme_clusters
 from models.tokenizers.unigram.unigram_tables import (
     PRECOMPILED_CLUSTER_BYTES,
@@ -75,30 +77,23 @@ class UnigramTokenizer(TextTokenizer):
     (XLA does not compile string ops).
     """
 
-    def __init__(
-        self,
-        tables: UnigramTables,
-        *,
-        max_seq_length: int,
-        length_buckets: Sequence[int] | None = None,
-        pad_to_longest: bool = False,
-        vocab_file: str | os.PathLike[str] | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(
-            template=tables.template,
-            vocab_size=len(tables.pieces),
+    @classmethod
+    def _load_tables(cls, checkpoint_dir: str | os.PathLike[str]) -> UnigramTables:
+        return UnigramTables.from_checkpoint(checkpoint_dir)
+
+    def _vocabulary(
+        self, tables: UnigramTables, vocab_file: str | os.PathLike[str] | None
+    ) -> Vocabulary:
+        return Vocabulary(
+            size=len(tables.pieces),
             pad_id=tables.pad_id,
             mask_id=tables.mask_id,
             unk_id=tables.unk_id,
-            max_seq_length=max_seq_length,
-            length_buckets=length_buckets,
-            pad_to_longest=pad_to_longest,
-            vocab_file=_vocab_file(tables.pieces, vocab_file),
+            file=vocab_file if vocab_file is not None else write_vocab_file(tables.pieces),
             do_lower_case=tables.do_lower_case,
-            name=name,
         )
-        self._tables = tables
+
+    def _build(self, tables: UnigramTables) -> None:
 
         self._specials = sorted(tables.special_tokens, key=lambda token: -len(token.content))
         self._special_table = _table(
@@ -127,25 +122,6 @@ class UnigramTokenizer(TextTokenizer):
         self._scores = tf.constant(tables.scores, tf.float64)
         self._unk_score = tf.constant(min(tables.scores) - _UNK_PENALTY, tf.float64)
         self._max_piece_chars = max(len(piece) for piece in tables.pieces)
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        checkpoint_dir: str | os.PathLike[str],
-        *,
-        max_seq_length: int,
-        length_buckets: Sequence[int] | None = None,
-        pad_to_longest: bool = False,
-    ) -> UnigramTokenizer:
-        """Builds the tokenizer from a Hugging Face checkpoint directory's tokenizer files
-        (``AutoTokenizer.from_pretrained``, offline). Raises :class:`UnsupportedTokenizerError`
-        for a reference it cannot reproduce exactly."""
-        return cls(
-            UnigramTables.from_checkpoint(checkpoint_dir),
-            max_seq_length=max_seq_length,
-            length_buckets=length_buckets,
-            pad_to_longest=pad_to_longest,
-        )
 
     @property
     def vocab(self) -> list[str]:
@@ -669,9 +645,7 @@ def _replace_chars(
     halves = tf.strings.split(pieces.flat_values, sep=_REPLACED)
     replaced = halves.row_lengths() == 2
     consumed = _char_length(tf.gather(halves.flat_values, halves.row_starts()))
-    out = tf.strings.unicode_split(
-        tf.gather(halves.flat_values, halves.row_limits() - 1), "UTF-8"
-    )
+    out = tf.strings.unicode_split(tf.gather(halves.flat_values, halves.row_limits() - 1), "UTF-8")
     piece = out.value_rowids()
     source = tf.gather(tf.cumsum(consumed, exclusive=True), piece) + tf.where(
         tf.gather(replaced, piece), tf.gather(consumed, piece) - 1, _position_in_row(out)
@@ -744,12 +718,3 @@ def _re2_literal(text: str) -> str:
     return "".join(
         char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):x}}}" for char in text
     )
-
-
-def _vocab_file(pieces: Sequence[str], given: str | os.PathLike[str] | None) -> str:
-    if given is not None:
-        return os.fspath(given)
-    directory = tempfile.mkdtemp(prefix="textserve-unigram-vocab-")
-    path = Path(directory) / "vocab.txt"
-    path.write_text("".join(piece + "\n" for piece in pieces), encoding="utf-8")
-    return os.fspath(path)
