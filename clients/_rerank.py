@@ -54,9 +54,7 @@ def check_rerank_request(documents: Sequence[str], top_n: int | None) -> None:
         raise InvalidInputError("INVALID_ARGUMENT", f"top_n must be at least 1, not {top_n}")
 
 
-def rank_by_probabilities(
-    probabilities: npt.NDArray[Any], top_n: int | None
-) -> list[RerankResult]:
+def rank_by_probabilities(probabilities: npt.NDArray[Any], top_n: int | None) -> list[RerankResult]:
     """The server's ranking from ``serving_pair``'s ``probabilities``: the LAST column is the
     relevance (the sigmoid of a one-logit cross-encoder, else the "relevant" class's softmax),
     best first, ties in document order, at most ``top_n``."""

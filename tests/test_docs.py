@@ -135,9 +135,7 @@ def readme_server(exported_minilm: Path) -> Iterator[ServerProcess]:
     """The README's server command, on free ports and the test's export."""
     serve, _ = readme_fresh_machine_commands()
     flags = [
-        flag
-        for flag in _step(serve, "textserve-server")
-        if not flag.startswith(_SET_BY_THE_TEST)
+        flag for flag in _step(serve, "textserve-server") if not flag.startswith(_SET_BY_THE_TEST)
     ]
     with ServerProcess(model_name="minilm", model_base_path=exported_minilm, args=flags) as server:
         yield server

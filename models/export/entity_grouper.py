@@ -38,8 +38,10 @@ class EntityGrouper(tf.Module):
     after its first label with everything up to the first ``-`` removed, scored with the mean
     of its tokens' scores, spans from its first token's start to its last token's end
     (code-point offsets into the original text), and its word is its tokens decoded with the
-    WordPiece decoder (``##`` joins, cleanup of spaces before punctuation; an ``[UNK]`` token
-    reads as the text it covers). Groups named ``O`` are dropped.
+    WordPiece decoder (``##`` joins, cleanup of spaces before punctuation) or, with
+    ``metaspace``, the Metaspace decoder of SentencePiece tokenizers (each ``metaspace`` char
+    reads as a space, except in the group's first token, where it is dropped); an unknown
+    token reads as the text it covers. Groups named ``O`` are dropped.
 
     Example::
 
@@ -55,6 +57,7 @@ class EntityGrouper(tf.Module):
         vocab_file: tf.saved_model.Asset | str,
         unk_id: int,
         continuing_subword_prefix: str = "##",
+        metaspace: str | None = None,
     ) -> None:
         super().__init__(name="entity_grouper")
         labels = list(id2label)
@@ -65,6 +68,7 @@ class EntityGrouper(tf.Module):
         self._group_names = tf.constant([label.split("-", 1)[-1] for label in labels])
         self._unk_id = int(unk_id)
         self._prefix = continuing_subword_prefix
+        self._metaspace = metaspace
         self._id_to_token = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
                 vocab_file,
@@ -116,20 +120,7 @@ class EntityGrouper(tf.Module):
         # The pipeline reads an [UNK] token as the text it covers.
         covered = tf.strings.substr(tf.gather(text, rows), start, end - start, unit="UTF8_CHAR")
         token = tf.where(ids == self._unk_id, covered, token)
-        prefix = "^" + re.escape(self._prefix)
-        continues = tf.strings.regex_full_match(token, prefix + "(?s:.*)")
-        piece = tf.where(
-            opens,
-            token,
-            tf.where(
-                continues,
-                tf.strings.regex_replace(token, prefix, "", replace_global=False),
-                tf.strings.join([" ", token]),
-            ),
-        )
-        for dirty, clean in _CLEANUP:
-            piece = tf.strings.regex_replace(piece, re.escape(dirty), clean.replace("\\", "\\\\"))
-        word = tf.strings.unsorted_segment_join(piece, group, groups)
+        word = tf.strings.unsorted_segment_join(self._decoded(token, opens), group, groups)
 
         name = tf.gather(self._group_names, tf.gather(label, first))
         kept = tf.reduce_all(
@@ -150,3 +141,30 @@ class EntityGrouper(tf.Module):
             contract.ENTITY_ENDS: dense(tf.gather(end, last), -1),
             contract.ENTITY_WORDS: dense(word, ""),
         }
+
+    def _decoded(self, token: tf.Tensor, opens: tf.Tensor) -> tf.Tensor:
+        """Each token as the reference's decoder renders it within its group (``opens``: the
+        group's first token), to be joined."""
+        if self._metaspace is not None:
+            # tokenizers' Metaspace decoder: the replacement char reads as a space, except in
+            # the first token, where every one of them is dropped.
+            pattern = re.escape(self._metaspace)
+            return tf.where(
+                opens,
+                tf.strings.regex_replace(token, pattern, ""),
+                tf.strings.regex_replace(token, pattern, " "),
+            )
+        prefix = "^" + re.escape(self._prefix)
+        continues = tf.strings.regex_full_match(token, prefix + "(?s:.*)")
+        piece = tf.where(
+            opens,
+            token,
+            tf.where(
+                continues,
+                tf.strings.regex_replace(token, prefix, "", replace_global=False),
+                tf.strings.join([" ", token]),
+            ),
+        )
+        for dirty, clean in _CLEANUP:
+            piece = tf.strings.regex_replace(piece, re.escape(dirty), clean.replace("\\", "\\\\"))
+        return piece

@@ -122,7 +122,6 @@ def build_text_model(
     """The end-to-end model of ``loader`` for ``task`` and the report of its weight loading."""
     from models.export.text_model import TextModel
     from models.tokenizers import text_tokenizer_from_checkpoint
-    from models.tokenizers.errors import UnsupportedTokenizerError
 
     config = loader.config
     encoder, head, load_report = build_encoder_and_head(loader, task=task)
@@ -142,15 +141,6 @@ def build_text_model(
         raise
     except (ValueError, OSError) as exc:
         raise ExportConfigError(f"cannot build the tokenizer: {exc}") from exc
-    if task == contract.TASK_TOKEN_CLASSIFICATION and not hasattr(
-        tokenizer, "tokenize_with_offsets"
-    ):
-        # Entity spans come from the in-graph tokenizer's character offsets; exporting without
-        # them would drop the spans the task promises, so refuse rather than export less.
-        raise UnsupportedTokenizerError(
-            f"token-classification needs character offsets, which the in-graph "
-            f"{type(tokenizer).__name__} does not produce yet (WordPiece and byte-level BPE do)"
-        )
     if tokenizer.vocab_size > config.vocab_size:
         raise ExportConfigError(
             f"the tokenizer's vocabulary ({tokenizer.vocab_size}) is larger than the model's "

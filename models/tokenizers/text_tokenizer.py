@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
 
 import tensorflow as tf
 
 from models.tokenizers.segment_packer import LONGEST_FIRST, SegmentPacker
-from models.tokenizers.special_tokens_template import SpecialTokensTemplate
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """What the shared surface needs of a tokenizer's vocabulary."""
+
+    size: int
+    pad_id: int
+    mask_id: int
+    unk_id: int | None  # None: the model has no unknown token
+    file: str | os.PathLike[str]  # one token per line in id order (the SavedModel asset)
+    do_lower_case: bool = False
 
 
 class TextTokenizer(tf.Module):
     """Base class: raw strings in, TF Hub encoder inputs out, exact against a reference.
 
-    A subclass implements :meth:`token_ids` (``[batch]`` strings -> flat int32 ids and int64
-    row splits, without specials or truncation) and a ``from_checkpoint(checkpoint_dir, *,
-    max_seq_length, length_buckets=None, pad_to_longest=False)`` classmethod; everything else
-    (truncation, special tokens, type ids, padding) is shared and follows the reference's
-    post-processor through :class:`SpecialTokensTemplate`.
+    A subclass says only what its algorithm adds: how its tables load (``_load_tables``),
+    their :class:`Vocabulary` (``_vocabulary``), its own graph tables (``_build``), and
+    :meth:`token_ids` and :meth:`tokenize_with_offsets`. Construction, ``from_checkpoint``,
+    truncation, special tokens, type ids and padding are shared (the latter follow the
+    reference's post-processor through :class:`SpecialTokensTemplate`).
 
     Example::
 
@@ -38,30 +53,30 @@ class TextTokenizer(tf.Module):
 
     def __init__(
         self,
+        tables: Any,
         *,
-        template: SpecialTokensTemplate,
-        vocab_size: int,
-        pad_id: int,
-        mask_id: int,
-        unk_id: int | None,
         max_seq_length: int,
         length_buckets: Sequence[int] | None = None,
         pad_to_longest: bool = False,
-        vocab_file: str | os.PathLike[str],
-        do_lower_case: bool = False,
+        vocab_file: str | os.PathLike[str] | None = None,
         name: str | None = None,
     ) -> None:
+        """``tables``: what the subclass derived from the reference (its ``from_checkpoint``
+        tables); ``vocab_file``: an existing one-token-per-line file in id order to use as the
+        vocabulary asset (default: the subclass writes one)."""
         super().__init__(name=name)
-        self.template = template
-        self.vocab_size = int(vocab_size)
-        self.pad_id = int(pad_id)
-        self.mask_id = int(mask_id)
-        self.unk_id = None if unk_id is None else int(unk_id)
-        self.vocab_file = os.fspath(vocab_file)
-        self.do_lower_case = bool(do_lower_case)
+        self._tables = tables
+        vocabulary = self._vocabulary(tables, vocab_file)
+        self.template = tables.template
+        self.vocab_size = int(vocabulary.size)
+        self.pad_id = int(vocabulary.pad_id)
+        self.mask_id = int(vocabulary.mask_id)
+        self.unk_id = None if vocabulary.unk_id is None else int(vocabulary.unk_id)
+        self.vocab_file = os.fspath(vocabulary.file)
+        self.do_lower_case = bool(vocabulary.do_lower_case)
         self._packer = SegmentPacker(
-            template=template,
-            pad_id=pad_id,
+            template=tables.template,
+            pad_id=self.pad_id,
             max_seq_length=max_seq_length,
             length_buckets=length_buckets,
             pad_to_longest=pad_to_longest,
@@ -69,11 +84,70 @@ class TextTokenizer(tf.Module):
         self.max_seq_length = self._packer.max_seq_length
         self.pad_to_longest = self._packer.pad_to_longest
         self.length_buckets = self._packer.length_buckets
+        self._build(tables)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint_dir: str | os.PathLike[str],
+        *,
+        max_seq_length: int,
+        length_buckets: Sequence[int] | None = None,
+        pad_to_longest: bool = False,
+    ) -> Self:
+        """Builds the tokenizer from a Hugging Face checkpoint directory's tokenizer files
+        (``transformers.AutoTokenizer.from_pretrained``, offline; seconds, to derive the
+        tables). Raises :class:`UnsupportedTokenizerError` for a reference it cannot
+        reproduce exactly, naming the component."""
+        tables = cls._load_tables(checkpoint_dir)
+        return cls(
+            tables,
+            max_seq_length=max_seq_length,
+            length_buckets=length_buckets,
+            pad_to_longest=pad_to_longest,
+            vocab_file=cls._checkpoint_vocab_file(checkpoint_dir, tables),
+        )
+
+    # --- what each algorithm says ------------------------------------------------------------
+    @classmethod
+    def _load_tables(cls, checkpoint_dir: str | os.PathLike[str]) -> Any:
+        """The subclass's tables derived from the checkpoint's reference tokenizer."""
+        raise NotImplementedError(f"{cls.__name__} must implement _load_tables")
+
+    @classmethod
+    def _checkpoint_vocab_file(
+        cls, checkpoint_dir: str | os.PathLike[str], tables: Any
+    ) -> str | os.PathLike[str] | None:
+        """A file of the checkpoint usable as the vocabulary asset as it is (default: none)."""
+        del checkpoint_dir, tables
+        return None
+
+    def _vocabulary(self, tables: Any, vocab_file: str | os.PathLike[str] | None) -> Vocabulary:
+        """The vocabulary facts of ``tables`` (``vocab_file``: see :meth:`__init__`)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _vocabulary")
+
+    def _build(self, tables: Any) -> None:
+        """Builds the algorithm's own lookup tables (after the shared attributes are set)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _build")
 
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[batch] strings -> (flat int32 token ids, int64 row splits [batch + 1]), without
         special tokens or truncation. The one method a subclass must implement."""
         raise NotImplementedError(f"{type(self).__name__} must implement token_ids")
+
+    @property
+    def metaspace_decoder(self) -> str | None:
+        """The replacement char of the reference's Metaspace decoder (SentencePiece models:
+        token strings read it as a space), or None for the WordPiece decoder's rules."""
+        return None
+
+    def tokenize_with_offsets(
+        self, text: tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """[batch] strings -> (ids, starts, ends), each ``[batch, (n)]``: the ids of
+        :meth:`tokenize` and each token's int64 code-point span in the input text, equal to the
+        reference's ``offset_mapping`` (entity spans of token classification come from it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement tokenize_with_offsets")
 
     def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[batch] strings -> [batch, (n)] int32 token ids, without specials or truncation."""
@@ -130,3 +204,11 @@ def as_text_vector(text: tf.Tensor) -> tf.Tensor:
     if text.shape.rank is not None and text.shape.rank != 1:
         raise ValueError(f"text must be a [batch] vector of strings, got shape {text.shape}")
     return text
+
+
+def write_vocab_file(tokens: Sequence[str]) -> str:
+    """Writes ``tokens`` one per line (id order) to a new vocab.txt; returns its path (for a
+    checkpoint without one: the SavedModel needs its vocabulary as an asset file)."""
+    path = Path(tempfile.mkdtemp(prefix="textserve-vocab-")) / "vocab.txt"
+    path.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
+    return os.fspath(path)

@@ -5,7 +5,9 @@
 Trains the test checkpoints (sentencepiece on STS-B: XLM-R, ALBERT, multilingual-MiniLM in
 the released tokenizer.json form), then prints for each: token-id parity with the reference
 (Hugging Face fast tokenizer) on ``--texts`` seeded random Unicode texts, alone (tokenize) and
-as pairs (packed with specials, max_seq_length 128); and the time to tokenize stsb-en-test
+as pairs (packed with specials, max_seq_length 128); offsets parity (ids and code-point spans
+of ``tokenize_with_offsets`` equal to the reference's ``offset_mapping``) on the random texts
+and on every STS-B sentence of the 11 languages; and the time to tokenize stsb-en-test
 (2,758 sentences, batches of 32 and one batch) inside a tf.function next to the reference.
 """
 
@@ -66,6 +68,28 @@ def _parity(tokenizer: UnigramTokenizer, reference: object, texts: list[str]) ->
     return single, pairs
 
 
+def _offsets_parity(tokenizer: UnigramTokenizer, reference: object, texts: list[str]) -> int:
+    """How many texts have the reference's ids AND offset_mapping (code points)."""
+    spans = tf.function(
+        tokenizer.tokenize_with_offsets, input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+    equal = 0
+    for start in range(0, len(texts), BATCH):
+        batch = texts[start : start + BATCH]
+        want = reference(  # type: ignore[operator]
+            batch, add_special_tokens=False, return_offsets_mapping=True
+        )
+        ids, starts, ends = (values.to_list() for values in spans(tf.constant(batch)))
+        for row in range(len(batch)):
+            got = (ids[row], list(zip(starts[row], ends[row], strict=True)))
+            expected = (
+                want["input_ids"][row],
+                [tuple(span) for span in want["offset_mapping"][row]],
+            )
+            equal += got == expected
+    return equal
+
+
 def _run_graph(call: Callable[[tf.Tensor], object], tensors: list[tf.Tensor]) -> None:
     for batch in tensors:
         call(batch)
@@ -93,6 +117,7 @@ def main() -> None:
     }
     texts = unigram_checkpoints.random_texts(args.texts, seed=20261203)
     english = unigram_checkpoints.stsb_sentences("stsb-en-test.csv")
+    stsb = unigram_checkpoints.stsb_sentences()
     print(f"{len(texts):,} random Unicode texts (pairs: each with the next); stsb-en-test "
           f"{len(english):,} sentences; median of {args.repeats} runs")  # fmt: skip
     for name, path in checkpoints.items():
@@ -104,6 +129,12 @@ def main() -> None:
         print(f"\n{name}: built in {built:.1f} s, {len(tokenizer.vocab):,} pieces")
         print(f"  parity alone  {single:,}/{len(texts):,} ({100 * single / len(texts):.2f}%)")
         print(f"  parity paired {pairs:,}/{len(texts):,} ({100 * pairs / len(texts):.2f}%)")
+        for corpus, corpus_texts in (("random", texts), ("stsb 11 languages", stsb)):
+            spans = _offsets_parity(tokenizer, reference, corpus_texts)
+            print(
+                f"  offsets parity ({corpus}) {spans:,}/{len(corpus_texts):,} "
+                f"({100 * spans / len(corpus_texts):.2f}%)"
+            )
         call = tf.function(tokenizer.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
         for size in (32, len(english)):
             batches = [english[i : i + size] for i in range(0, len(english), size)]

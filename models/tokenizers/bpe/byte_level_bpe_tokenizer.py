@@ -14,7 +14,6 @@ SavedModel and runs in TF Serving. Pipeline for one text (all vectorized over th
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -28,7 +27,7 @@ from models.tokenizers.bpe.byte_level_bpe_tables import (
     ByteLevelBpeTables,
 )
 from models.tokenizers.errors import UnsupportedTokenizerError
-from models.tokenizers.text_tokenizer import TextTokenizer, as_text_vector
+from models.tokenizers.text_tokenizer import TextTokenizer, Vocabulary, as_text_vector
 
 # Whitespace classes the graph refines by looking at the next character (RE2 has no lookahead):
 # a run's last character before a non-space is _SPACE_BEFORE_WORD when it is U+0020 (it joins
@@ -75,31 +74,27 @@ class ByteLevelBpeTokenizer(TextTokenizer):
     :meth:`tokenize_with_offsets` gives the reference's ``offset_mapping`` as well.
     """
 
-    def __init__(
-        self,
-        tables: ByteLevelBpeTables,
-        *,
-        max_seq_length: int,
-        length_buckets: Sequence[int] | None = None,
-        pad_to_longest: bool = False,
-        name: str | None = None,
-    ) -> None:
+    @classmethod
+    def _load_tables(cls, checkpoint_dir: str | os.PathLike[str]) -> ByteLevelBpeTables:
+        # ~5 s for the character classes, once per process.
+        return ByteLevelBpeTables.from_checkpoint(checkpoint_dir)
+
+    def _vocabulary(
+        self, tables: ByteLevelBpeTables, vocab_file: str | os.PathLike[str] | None
+    ) -> Vocabulary:
         if tables.id_space > MAX_ID_SPACE:
             raise UnsupportedTokenizerError(
                 f"BPE vocabulary of {tables.id_space} ids: at most {MAX_ID_SPACE} are reproduced"
             )
-        super().__init__(
-            template=tables.template,
-            vocab_size=tables.id_space,
+        return Vocabulary(
+            size=tables.id_space,
             pad_id=tables.token_id(tables.pad_token),
             mask_id=tables.token_id(tables.mask_token),
             unk_id=None if tables.unk_token is None else tables.token_id(tables.unk_token),
-            max_seq_length=max_seq_length,
-            length_buckets=length_buckets,
-            pad_to_longest=pad_to_longest,
-            vocab_file=tables.write_vocab_file(),
-            name=name,
+            file=vocab_file if vocab_file is not None else tables.write_vocab_file(),
         )
+
+    def _build(self, tables: ByteLevelBpeTables) -> None:
         self.add_prefix_space = tables.add_prefix_space
         self.use_regex = tables.use_regex
         self._id_space = tables.id_space
@@ -153,28 +148,6 @@ class ByteLevelBpeTokenizer(TextTokenizer):
                         default_value=-1,
                     )
                 )
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        checkpoint_dir: str | os.PathLike[str],
-        *,
-        max_seq_length: int,
-        length_buckets: Sequence[int] | None = None,
-        pad_to_longest: bool = False,
-    ) -> ByteLevelBpeTokenizer:
-        """Builds the tokenizer from a Hugging Face checkpoint directory's tokenizer files.
-
-        Derives its tables from ``transformers.AutoTokenizer.from_pretrained(checkpoint_dir)``
-        (offline, ~5 s for the character classes, once per process). Raises
-        ``UnsupportedTokenizerError`` for a reference it cannot reproduce exactly.
-        """
-        return cls(
-            ByteLevelBpeTables.from_checkpoint(checkpoint_dir),
-            max_seq_length=max_seq_length,
-            length_buckets=length_buckets,
-            pad_to_longest=pad_to_longest,
-        )
 
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[batch] strings -> (flat int32 ids, int64 row splits [batch + 1]), without special

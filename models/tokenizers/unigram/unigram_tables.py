@@ -75,6 +75,9 @@ class UnigramTables:
     prepend_scheme: str
     split: bool
     special_tokens: tuple[SpecialToken, ...]
+    # The decoder's replacement char when it is Metaspace dropping the leading space (what
+    # entity words are decoded with), else None.
+    decoder_metaspace: str | None
     do_lower_case: bool
     # Where the special tokens go around one or two segments (the reference's post-processor).
     template: SpecialTokensTemplate
@@ -136,6 +139,7 @@ class UnigramTables:
             prepend_scheme=metaspace["prepend_scheme"],
             split=metaspace["split"],
             special_tokens=_special_tokens(spec.get("added_tokens") or [], len(pieces)),
+            decoder_metaspace=_decoder_metaspace(spec.get("decoder")),
             do_lower_case="Lowercase" in char_types,
             template=SpecialTokensTemplate.from_reference(tokenizer),
             pad_id=ids[tokenizer.pad_token],
@@ -252,6 +256,17 @@ def _special_tokens(
                     f"added tokens {first.content!r} and {second.content!r} overlap"
                 )
     return tuple(tokens)
+
+
+def _decoder_metaspace(decoder: Any) -> str | None:
+    if (
+        decoder
+        and decoder.get("type") == "Metaspace"
+        and decoder.get("prepend_scheme", "always") in ("always", "first")
+        and decoder.get("add_prefix_space", True)
+    ):
+        return str(decoder["replacement"])
+    return None
 
 
 _CHAR_MAPS: dict[tuple[str, ...], Mapping[str, str]] = {}

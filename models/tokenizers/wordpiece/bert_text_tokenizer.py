@@ -25,7 +25,6 @@ to the input character it came from, which is what the reference's alignments do
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +33,12 @@ import tensorflow_text as tf_text
 
 from models.tokenizers.errors import UnsupportedTokenizerError
 from models.tokenizers.reference_tables import WHITESPACE, WORD_BREAK, ReferenceTables
-from models.tokenizers.text_tokenizer import TextTokenizer, as_text_vector
+from models.tokenizers.text_tokenizer import (
+    TextTokenizer,
+    Vocabulary,
+    as_text_vector,
+    write_vocab_file,
+)
 
 # The lookup's default: invalid UTF-8, so no real replacement string can be equal to it.
 _UNMAPPED = b"\xff"
@@ -66,30 +70,31 @@ class BertTextTokenizer(TextTokenizer):
     tokenizer does: they become their ids, which is what fill-mask relies on.
     """
 
-    def __init__(
-        self,
-        tables: ReferenceTables,
-        *,
-        max_seq_length: int,
-        length_buckets: Sequence[int] | None = None,
-        pad_to_longest: bool = False,
-        vocab_file: str | os.PathLike[str] | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(
-            template=tables.template,
-            vocab_size=len(tables.vocab),
+    @classmethod
+    def _load_tables(cls, checkpoint_dir: str | os.PathLike[str]) -> ReferenceTables:
+        # ~5 s; refuses a non-BERT normalizer, pre-tokenizer, model or post-processor.
+        return ReferenceTables.from_checkpoint(checkpoint_dir)
+
+    @classmethod
+    def _checkpoint_vocab_file(
+        cls, checkpoint_dir: str | os.PathLike[str], tables: ReferenceTables
+    ) -> Path | None:
+        vocab_txt = Path(checkpoint_dir) / "vocab.txt"
+        return vocab_txt if _holds_vocab(vocab_txt, tables.vocab) else None
+
+    def _vocabulary(
+        self, tables: ReferenceTables, vocab_file: str | os.PathLike[str] | None
+    ) -> Vocabulary:
+        return Vocabulary(
+            size=len(tables.vocab),
             pad_id=tables.token_id(tables.pad_token),
             mask_id=tables.token_id(tables.mask_token),
             unk_id=tables.token_id(tables.unk_token),
-            max_seq_length=max_seq_length,
-            length_buckets=length_buckets,
-            pad_to_longest=pad_to_longest,
-            vocab_file=_vocab_file(tables.vocab, vocab_file),
+            file=vocab_file if vocab_file is not None else write_vocab_file(tables.vocab),
             do_lower_case=tables.do_lower_case,
-            name=name,
         )
-        self._tables = tables
+
+    def _build(self, tables: ReferenceTables) -> None:
         self.strip_accents = tables.strip_accents
         self.cls_id = tables.token_id(tables.cls_token)
         self.sep_id = tables.token_id(tables.sep_token)
@@ -156,31 +161,6 @@ class BertTextTokenizer(TextTokenizer):
         """The word-piece vocabulary in id order (a fresh list: tf.Module would otherwise track
         and wrap a list attribute)."""
         return list(self._tables.vocab)
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        checkpoint_dir: str | os.PathLike[str],
-        *,
-        max_seq_length: int,
-        length_buckets: Sequence[int] | None = None,
-        pad_to_longest: bool = False,
-    ) -> BertTextTokenizer:
-        """Builds the tokenizer from a Hugging Face checkpoint directory's tokenizer files.
-
-        Derives its tables from ``transformers.AutoTokenizer.from_pretrained(checkpoint_dir)``
-        (offline, ~5 s). Raises :class:`UnsupportedTokenizerError` for a reference it cannot
-        reproduce exactly (a non-BERT normalizer, pre-tokenizer, model or post-processor).
-        """
-        tables = ReferenceTables.from_checkpoint(checkpoint_dir)
-        vocab_txt = Path(checkpoint_dir) / "vocab.txt"
-        return cls(
-            tables,
-            max_seq_length=max_seq_length,
-            length_buckets=length_buckets,
-            pad_to_longest=pad_to_longest,
-            vocab_file=vocab_txt if _holds_vocab(vocab_txt, tables.vocab) else None,
-        )
 
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[batch] strings -> (flat int32 word-piece ids, int64 row splits [batch + 1])."""
@@ -365,13 +345,3 @@ def _holds_vocab(path: Path, vocab: Sequence[str]) -> bool:
         return path.read_text(encoding="utf-8").splitlines() == list(vocab)
     except (OSError, UnicodeDecodeError):
         return False
-
-
-def _vocab_file(vocab: Sequence[str], given: str | os.PathLike[str] | None) -> str:
-    if given is not None:
-        return os.fspath(given)
-    # A tokenizer.json-only checkpoint has no vocab.txt; write one for the SavedModel asset.
-    directory = tempfile.mkdtemp(prefix="textserve-vocab-")
-    path = Path(directory) / "vocab.txt"
-    path.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
-    return os.fspath(path)

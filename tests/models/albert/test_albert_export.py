@@ -1,14 +1,23 @@
 """End-to-end ALBERT and XLM-RoBERTa exports (SentencePiece Unigram in the graph), verified
-against PyTorch: ALBERT's classifier on its pooler, XLM-R's fill-mask lm_head."""
+against PyTorch: ALBERT's classifier on its pooler, XLM-R's fill-mask lm_head, and both as
+token classification with the pipeline's entities."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for loading)
+import transformers
 
+from models import contract
+from models.export.export_verification import check_entity_parity
 from models.export.exporter import export_model
+from models.export.reference import TorchReference
+from models.probe_texts import PROBE_TEXTS
 from tests.support.families import (
     FAMILY_CASES,
     TASK_OF,
@@ -38,20 +47,51 @@ def test_export_matches_pytorch_on_stsb(tmp_path: Path, family: str) -> None:
     assert stsb_parity(output, checkpoint, task=report.task, count=200) <= 1e-4
 
 
-def test_token_classification_without_offsets_is_refused_in_one_line(tmp_path: Path) -> None:
-    # XLM-R NER checkpoints are common; their Unigram tokenizer has no in-graph character
-    # offsets yet, so the entity spans the task promises cannot be computed: refused by name
-    # (an UnsupportedTokenizerError, exit code 2 in the CLI), never a traceback or an export
-    # without spans.
-    from models.tokenizers.errors import UnsupportedTokenizerError
+NER_CLASSES = {
+    "albert": (FAMILY_CASES["albert"], transformers.AlbertForTokenClassification),
+    "xlm-roberta": (FAMILY_CASES["xlm-roberta"], transformers.XLMRobertaForTokenClassification),
+}
+NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER"}
 
-    ner = FAMILY_CASES["xlm-roberta"]
+
+@pytest.mark.parametrize("family", sorted(NER_CLASSES))
+def test_token_classification_exports_with_the_pipelines_entities(
+    tmp_path: Path, family: str
+) -> None:
+    # Entity spans come from the Unigram tokenizer's in-graph offsets; the export's own
+    # verification compares them (and groups, words, scores) with transformers' pipeline on
+    # the probe texts, and this test once more on texts with unknowns, specials and accents.
+    base, model_class = NER_CLASSES[family]
+    case = dataclasses.replace(base, classes={"token_classification": model_class})
     checkpoint = tmp_path / "checkpoint"
-    tokenizer = sentencepiece_tokenizer(checkpoint, family="xlm-roberta")
-    write_checkpoint(
-        checkpoint, perturbed_model(ner, "token_classification", vocab_size=len(tokenizer))
-    )
-    with pytest.raises(UnsupportedTokenizerError, match="needs character offsets") as refused:
-        export_model(checkpoint=checkpoint, output=tmp_path / "exported" / "1", progress=False)
-    assert "UnigramTokenizer" in str(refused.value) and "\n" not in str(refused.value)
-    assert not (tmp_path / "exported" / "1").exists()
+    tokenizer = sentencepiece_tokenizer(checkpoint, family=family)
+    model = perturbed_model(case, "token_classification", vocab_size=len(tokenizer))
+    model.config.id2label = dict(NER_LABELS)
+    model.config.label2id = {label: index for index, label in NER_LABELS.items()}
+    write_checkpoint(checkpoint, model)
+    output = tmp_path / "exported" / "1"
+    report = export_model(checkpoint=checkpoint, output=output, progress=False)
+    assert report.task == contract.TASK_TOKEN_CLASSIFICATION and report.verified
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-4
+    card = json.loads((output / contract.MODEL_CARD_FILE).read_text(encoding="utf-8"))
+    assert card["verification"]["entity_texts"] >= 200
+
+    reference = TorchReference(checkpoint, task=report.task, max_seq_length=128)
+    texts = [*ENTITY_TEXTS, *PROBE_TEXTS[:40]]
+    loaded = tf.saved_model.load(str(output))
+    assert check_entity_parity(loaded, reference, texts=texts) >= len(ENTITY_TEXTS)
+    entities = [reference.entities(text) for text in ENTITY_TEXTS]
+    # Not a vacuous comparison: several entities, some of more than one token.
+    assert sum(len(found) for found in entities) >= 5
+    assert any(len(entity["word"]) > 3 for found in entities for entity in found)
+
+
+ENTITY_TEXTS = [
+    "My name is Wolfgang and I live in Berlin.",
+    "Angela Merkel visited Paris, France, on Tuesday!",
+    "Straße İstanbul café naïve Zürich ﬁne",
+    "東京 and 北京 are cities; ＡＢＣ corp. ☃ (unknown here)",
+    "The capital of France is <mask> [MASK].",
+    "  leading and  double  spaces ``quoted''",
+    "",
+]

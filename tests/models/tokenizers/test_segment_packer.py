@@ -42,6 +42,7 @@ def test_round_robin_equals_tf_hub_packing(seq_length: int, traced: bool) -> Non
     first_lengths, second_lengths = _length_grid(12)
     first, second = _segments(first_lengths, 1000), _segments(second_lengths, 2000)
     packer = SegmentPacker(template=BERT, pad_id=PAD, max_seq_length=64)
+
     def pack(a: tf.RaggedTensor, b: tf.RaggedTensor) -> dict[str, tf.Tensor]:
         return packer.pack([a, b], seq_length=seq_length, truncation="round_robin")
 

@@ -1,0 +1,164 @@
+"""UnigramTokenizer.tokenize_with_offsets against the reference's ``offset_mapping``: XLM-R
+(Precompiled + WhitespaceSplit/Metaspace), ALBERT (quote Replace, NFKD, StripAccents,
+Lowercase, Precompiled), the released multilingual-MiniLM form (Precompiled + Replace
+" {2,}", Metaspace alone, <mask> lstrip). The fast tokenizer's offsets in Python are code
+points already, as the graph's are."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tensorflow as tf
+
+from models.probe_texts import PROBE_TEXTS
+from models.tokenizers.unigram.unigram_tokenizer import UnigramTokenizer
+from tests.models.tokenizers.unigram.unigram_checkpoints import random_texts, stsb_sentences
+
+MAX_SEQ_LENGTH = 128
+_BATCH = 512
+_OFFSETS: dict[int, Any] = {}
+
+# Where the reference's alignments are not the obvious ones: a removed char at the start
+# shifts every later char of the section one char early; after an expansion (ﬁ -> fi) a
+# removed char takes the expansion's last char; a grapheme cluster's rule aligns its output
+# char by char; the quote Replace aligns to the match's last char; Metaspace's "▁" takes the
+# span of the char it precedes; literal special tokens span their match (stripped spaces too).
+EDGE_TEXTS = [
+    "Hello world", " a  b ", "\x01abc", "ﬁ\x01x", "ﬁ\x01\x01x", "cafe\u0301 x", "``hi''",
+    "x <mask> y", "a<mask>b", "<s> hi", "ｶﾞ ①", "\u200bab", "a\u200b", "A   B", "İx",
+    "a\ufffdb", "x [MASK] y", "▁a ▁ b▁", "", "   ",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def offset_tokenizers(unigram_dirs: dict[str, Path]) -> dict[str, UnigramTokenizer]:
+    return {
+        name: UnigramTokenizer.from_checkpoint(path, max_seq_length=MAX_SEQ_LENGTH)
+        for name, path in unigram_dirs.items()
+    }
+
+
+def _offset_mismatches(
+    tokenizer: UnigramTokenizer, reference: Any, texts: list[str]
+) -> list[tuple[str, Any, Any]]:
+    if id(tokenizer) not in _OFFSETS:
+        _OFFSETS[id(tokenizer)] = tf.function(
+            tokenizer.tokenize_with_offsets, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
+    traced = _OFFSETS[id(tokenizer)]
+    want = reference(texts, add_special_tokens=False, return_offsets_mapping=True)
+    bad = []
+    for start in range(0, len(texts), _BATCH):
+        ids, starts, ends = traced(tf.constant(texts[start : start + _BATCH]))
+        for row, (got_ids, got_starts, got_ends) in enumerate(
+            zip(ids.to_list(), starts.to_list(), ends.to_list(), strict=True)
+        ):
+            index = start + row
+            expected = (
+                want["input_ids"][index],
+                [tuple(span) for span in want["offset_mapping"][index]],
+            )
+            got = (got_ids, list(zip(got_starts, got_ends, strict=True)))
+            if got != expected:
+                bad.append((texts[index], got, expected))
+    return bad
+
+
+@pytest.mark.parametrize("name", ["xlmr", "albert", "minilm", "legacy"])
+def test_edge_and_probe_offsets_match_the_reference(
+    name: str,
+    offset_tokenizers: dict[str, UnigramTokenizer],
+    unigram_references: dict[str, Any],
+) -> None:
+    texts = [*EDGE_TEXTS, *PROBE_TEXTS]
+    bad = _offset_mismatches(offset_tokenizers[name], unigram_references[name], texts)
+    assert not bad, f"{len(bad)} of {len(texts)} differ, first: {bad[:2]}"
+
+
+@pytest.mark.parametrize("name", ["xlmr", "albert", "legacy"])
+def test_random_unicode_offsets_match_the_reference(
+    name: str,
+    offset_tokenizers: dict[str, UnigramTokenizer],
+    unigram_references: dict[str, Any],
+) -> None:
+    texts = random_texts(3000, seed=1203)
+    bad = _offset_mismatches(offset_tokenizers[name], unigram_references[name], texts)
+    assert not bad, f"{len(bad)} of {len(texts)} differ, first: {bad[:2]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["xlmr", "albert"])
+def test_every_stsb_sentence_has_the_reference_offsets(
+    name: str,
+    offset_tokenizers: dict[str, UnigramTokenizer],
+    unigram_references: dict[str, Any],
+) -> None:
+    texts = stsb_sentences()  # all 11 languages
+    bad = _offset_mismatches(offset_tokenizers[name], unigram_references[name], texts)
+    assert not bad, f"{len(bad)} of {len(texts)} differ, first: {bad[:2]}"
+
+
+def test_offsets_survive_a_saved_model(
+    offset_tokenizers: dict[str, UnigramTokenizer],
+    unigram_references: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    tokenizer = offset_tokenizers["albert"]
+    module = tf.Module()
+    module.tokenizer = tokenizer
+    module.spans = tf.function(
+        lambda text: tuple(
+            values.to_tensor(default_value=-1)
+            for values in tokenizer.tokenize_with_offsets(text)[1:]
+        ),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )
+    tf.saved_model.save(module, os.fspath(tmp_path / "saved"))
+    loaded = tf.saved_model.load(os.fspath(tmp_path / "saved"))
+    texts = EDGE_TEXTS
+    starts, ends = (tensor.numpy().tolist() for tensor in loaded.spans(tf.constant(texts)))
+    want = unigram_references["albert"](
+        texts, add_special_tokens=False, return_offsets_mapping=True
+    )["offset_mapping"]
+    got = [
+        [(s, e) for s, e in zip(row_starts, row_ends, strict=True) if s >= 0]
+        for row_starts, row_ends in zip(starts, ends, strict=True)
+    ]
+    assert got == [[tuple(span) for span in spans] for spans in want]
+
+
+def test_metaspace_variants_have_the_reference_offsets(unigram_dirs: dict[str, Path]) -> None:
+    # prepend_scheme never / first and split=False change where "▁" is prepended and what a
+    # word is; the released tokenizer.json form (no WhitespaceSplit) shows them all.
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from models.tokenizers.unigram.unigram_tables import UnigramTables
+
+    spec = json.loads((unigram_dirs["legacy"] / "tokenizer.json").read_text(encoding="utf-8"))
+    texts = [*EDGE_TEXTS, *PROBE_TEXTS, *random_texts(300, seed=5)]
+    for variant in (
+        {"prepend_scheme": "never"},
+        {"prepend_scheme": "first"},
+        {"split": False},
+    ):
+        changed = json.loads(json.dumps(spec))
+        changed["pre_tokenizer"].pop("add_prefix_space")
+        changed["pre_tokenizer"].update(variant)
+        reference = PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer.from_str(json.dumps(changed)),
+            bos_token="<s>",
+            eos_token="</s>",
+            pad_token="<pad>",
+            mask_token="<mask>",
+            unk_token="<unk>",
+        )
+        tokenizer = UnigramTokenizer(
+            UnigramTables.from_reference(reference), max_seq_length=MAX_SEQ_LENGTH
+        )
+        bad = _offset_mismatches(tokenizer, reference, texts)
+        assert not bad, (variant, len(bad), bad[:2])
