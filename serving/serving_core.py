@@ -196,10 +196,10 @@ class ServingCore:
     async def _unload(self, key: tuple[str, int]) -> None:
         await self._pool.unload(key)
 
-    async def _run(
+    def _run(
         self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
-    ) -> tuple[dict[str, np.ndarray], float]:
-        return await self._pool.run(key, signature, inputs)
+    ) -> asyncio.Future[tuple[dict[str, np.ndarray], float]]:
+        return self._pool.run(key, signature, inputs)
 
     # --- polling -------------------------------------------------------------------------
 

@@ -261,23 +261,26 @@ class WorkerPool:
                     await sb.process.call("unload", key)
         self._retire_drained()
 
-    async def run(
+    def run(
         self, key: Key, signature: str, inputs: dict[str, np.ndarray]
-    ) -> tuple[dict[str, np.ndarray], float]:
+    ) -> asyncio.Future[tuple[dict[str, np.ndarray], float]]:
+        """Send the batch to the worker now; the future holds (outputs, seconds inside TF)."""
         # The newest live worker holding the version: old workers only finish what they hold.
         worker = next(
             (w for w in reversed(self._workers) if key in w.keys and w.process.alive), None
         )
         if worker is None:
             raise ServingError(Code.UNAVAILABLE, "the TF worker is restarting; retry shortly")
+        running = worker.process.send("run", key, signature, inputs)
         worker.inflight += 1
-        try:
-            outputs, seconds = await worker.process.call("run", key, signature, inputs)
-        finally:
+
+        def done(_: asyncio.Future[tuple[dict[str, np.ndarray], float]]) -> None:
             worker.inflight -= 1
             if worker is not self._active():
                 self._retire_drained()
-        return outputs, seconds
+
+        running.add_done_callback(done)
+        return running
 
     def _retire_drained(self) -> None:
         """Stop older workers that run nothing and hold nothing a newer one does not."""

@@ -96,6 +96,10 @@ class WorkerProcess:
         """Send one command and await its reply; raises ServingError (UNAVAILABLE if the worker
         dies).
         """
+        return await self.send(kind, *args)
+
+    def send(self, kind: str, *args: Any) -> asyncio.Future[Any]:
+        """Send one command now; the future holds its reply (or the ServingError)."""
         if self._dead or self._conn is None or self._loop is None:
             raise ServingError(Code.UNAVAILABLE, "the TF worker is restarting; retry shortly")
         req_id = next(self._ids)
@@ -108,7 +112,7 @@ class WorkerProcess:
             raise ServingError(
                 Code.UNAVAILABLE, "the TF worker is restarting; retry shortly"
             ) from exc
-        return await fut
+        return fut
 
     def _on_readable(self) -> None:
         conn = self._conn
