@@ -41,8 +41,8 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,10 +53,20 @@ from serving.serving_metrics import ServingMetrics
 _LOG = logging.getLogger("textserve.batcher")
 
 Arrays = Mapping[str, np.ndarray]
-# Sends the batch when called (before the loop runs anything else) and returns its answer.
-RunFn = Callable[
-    [tuple[str, int], str, dict[str, np.ndarray]], Awaitable[tuple[dict[str, np.ndarray], float]]
-]
+
+
+class RunFn(Protocol):
+    """Sends a batch to the worker when called (before the loop runs anything else); the
+    awaitable it returns holds (outputs, seconds inside TF)."""
+
+    def __call__(
+        self,
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool,
+    ) -> Awaitable[tuple[dict[str, np.ndarray], float]]: ...
 
 
 # Weight of the newest measured/estimated queue-wait ratio: ~10 batches of memory.
@@ -163,17 +173,21 @@ class Batcher:
         deadline: float,
         batchable: bool,
         max_tokens: int = 0,
+        count_tokens: bool = False,
     ) -> dict[str, np.ndarray]:
         """Run ``inputs`` (all with ``rows`` rows when ``batchable``) and return this request's
         outputs. ``text_length``: the longest text in UTF-8 bytes; ``max_tokens``: the model's
-        max_seq_length (0 if unknown).
+        max_seq_length (0 if unknown); ``count_tokens``: the outputs also hold the worker's
+        ``TOKEN_COUNTS`` (such requests are batched only with each other).
         """
         s = self._s
         solo = not (s.enabled and batchable)
         tokens = estimated_tokens(text_length, max_tokens) if text_length else 0
         if solo or rows <= s.max_batch_size:
             self._admit_size(key, rows, tokens, deadline, chunks=1)
-            return await self._submit_one(key, signature, inputs, rows, tokens, deadline, solo)
+            return await self._submit_one(
+                key, signature, inputs, rows, tokens, deadline, solo, count_tokens
+            )
         # Too big for one batch: split, queue the chunks, reassemble in order.
         chunks_n = math.ceil(rows / s.max_batch_size)
         self._admit_size(key, rows, tokens, deadline, chunks=chunks_n)
@@ -181,7 +195,9 @@ class Batcher:
         for start in range(0, rows, s.max_batch_size):
             part = {k: v[start : start + s.max_batch_size] for k, v in inputs.items()}
             n = min(s.max_batch_size, rows - start)
-            chunks.append(self._submit_one(key, signature, part, n, tokens, deadline, False))
+            chunks.append(
+                self._submit_one(key, signature, part, n, tokens, deadline, False, count_tokens)
+            )
         results = await asyncio.gather(*chunks)
         return {name: np.concatenate([r[name] for r in results], axis=0) for name in results[0]}
 
@@ -234,10 +250,11 @@ class Batcher:
         tokens: int,
         deadline: float,
         solo: bool,
+        count_tokens: bool,
     ) -> dict[str, np.ndarray]:
         s = self._s
         shapes = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
-        qkey = (key, signature, shapes)
+        qkey = (key, signature, shapes, count_tokens)
         if self._queued_requests >= s.max_queued_requests:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
@@ -477,7 +494,9 @@ class Batcher:
         self._running_seconds += batch.estimate
         sent = time.monotonic()
         try:
-            running = self._run(batch.key, batch.signature, batch.inputs)
+            running = self._run(
+                batch.key, batch.signature, batch.inputs, count_tokens=batch.count_tokens
+            )
         except Exception as exc:  # a synchronous failure is answered like an async one
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
@@ -488,7 +507,7 @@ class Batcher:
 
     def _assemble(self, qkey: tuple[Any, ...], items: list[_Item]) -> _Batch:
         """One input array per name (rows of every item, then TF Serving's padding rows)."""
-        key, signature, _ = qkey
+        key, signature, _, count_tokens = qkey
         rows = sum(it.rows for it in items)
         if len(items) == 1:
             inputs = items[0].inputs
@@ -510,6 +529,7 @@ class Batcher:
         return _Batch(
             key=key,
             signature=signature,
+            count_tokens=count_tokens,
             items=items,
             inputs=inputs,
             padded_rows=padded_rows,
@@ -597,6 +617,7 @@ class Batcher:
 class _Batch:
     key: tuple[str, int]
     signature: str
+    count_tokens: bool
     items: list[_Item]
     inputs: dict[str, np.ndarray]
     padded_rows: int
