@@ -501,6 +501,7 @@ class Batcher:
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             running = failed
+        self._observe_start(batch, sent)
         task = asyncio.get_running_loop().create_task(self._execute(batch, running, sent))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -592,9 +593,8 @@ class Batcher:
             if not it.future.done():
                 it.future.set_result(part)
 
-    def _learn(self, batch: _Batch, *, sent: float, answered: float, seconds: float) -> None:
-        """Metrics and the estimates admission runs on: queue waits, the batch's cost, how
-        long its callers waited in all."""
+    def _observe_start(self, batch: _Batch, sent: float) -> None:
+        """Metrics of a batch that just went to the worker, and the queue-wait calibration."""
         model = batch.key[0]
         m = self._metrics
         for it in batch.items:
@@ -603,12 +603,16 @@ class Batcher:
             if it.predicted_wait >= _MIN_CALIBRATION_WAIT:
                 ratio = min(max(waited / it.predicted_wait, 0.5), 5.0)
                 self._wait_scale += _COST_SMOOTHING * (ratio - self._wait_scale)
-            if not it.cancelled:
-                self._record_finish(it, answered - it.enqueued)
         m.batch_size.labels(model).observe(batch.padded_rows)
         if batch.longest:
             m.batch_tokens.labels(model).observe(batch.padded_rows * batch.longest)
-        m.inference_latency.labels(model, str(batch.key[1])).observe(seconds)
+
+    def _learn(self, batch: _Batch, *, sent: float, answered: float, seconds: float) -> None:
+        """After the answer: the batch's cost, how long its callers waited in all."""
+        for it in batch.items:
+            if not it.cancelled:
+                self._record_finish(it, answered - it.enqueued)
+        self._metrics.inference_latency.labels(batch.key[0], str(batch.key[1])).observe(seconds)
         # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
         batch.cost_model.observe(padded_tokens=batch.tokens, seconds=answered - sent)
 
