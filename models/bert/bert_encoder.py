@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from models import contract
+from models.layers.token_packing import TokenPacking
 from models.layers.transformer_layer import TransformerLayer
 
 _FLOAT32_MIN = float(np.finfo(np.float32).min)
@@ -40,6 +41,11 @@ class BertEncoder(keras.Model):
     ``[batch, seq, hidden]``, ``pooled_output`` ``[batch, hidden]`` and ``encoder_outputs``
     (a list of each layer's output). Without a pooler (``use_pooler=False``, e.g. a
     BertForMaskedLM checkpoint has none) ``pooled_output`` is the [CLS] hidden state.
+
+    ``skip_padding`` (default) runs the layers on the batch's real tokens only, so padded
+    positions cost nothing and ``sequence_output``/``encoder_outputs`` are 0 there; real tokens
+    are unchanged. ``skip_padding=False`` computes padded positions as the reference does
+    (the TF Hub encoder export, whose ``sequence_output`` callers may read unmasked).
 
     The other BERT-family encoders subclass it: ``embedding_size`` factorizes the embeddings
     (ELECTRA, ALBERT), ``position_padding_id`` numbers positions RoBERTa's way,
@@ -73,6 +79,7 @@ class BertEncoder(keras.Model):
         use_pooler: bool = True,
         embedding_size: int | None = None,
         position_padding_id: int | None = None,
+        skip_padding: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("dtype", "float32")
@@ -89,6 +96,7 @@ class BertEncoder(keras.Model):
         self.use_pooler = use_pooler
         self.embedding_size = embedding_size
         self.position_padding_id = position_padding_id
+        self.skip_padding = skip_padding
         width = embedding_size or hidden_size
         self.word_embeddings = keras.layers.Embedding(vocab_size, width, name="word_embeddings")
         self.position_embeddings = keras.layers.Embedding(
@@ -170,7 +178,7 @@ class BertEncoder(keras.Model):
         if self.embeddings_project is not None:
             self.embeddings_project.build((None, None, width))
         for layer in self.transformer_layers:
-            layer.build((None, None, self.hidden_size))
+            layer.build((None, self.hidden_size))
         if self.pooler is not None:
             self.pooler.build((None, self.hidden_size))
         self.built = True
@@ -179,13 +187,17 @@ class BertEncoder(keras.Model):
         word_ids = ops.cast(inputs[contract.INPUT_WORD_IDS], "int32")
         mask = inputs[contract.INPUT_MASK]
         type_ids = ops.cast(inputs[contract.INPUT_TYPE_IDS], "int32")
-        hidden = self._embed(word_ids, type_ids)
+        # The layers run on [tokens, hidden]: with skip_padding the real tokens only, and the
+        # outputs have zeros at the padded positions (models/layers/token_packing.py).
+        packing = TokenPacking(mask, skip_padding=self.skip_padding)
+        hidden = packing.pack(self._embed(word_ids, type_ids))
         attention_bias = self._attention_bias(mask, ops.shape(word_ids)[1])
         layer_outputs = []
         for group in self._layer_schedule():
             for layer in group:
-                hidden = layer(hidden, attention_bias)
-            layer_outputs.append(hidden)
+                hidden = layer(hidden, attention_bias, packing=packing)
+            layer_outputs.append(packing.unpack(hidden))
+        hidden = layer_outputs[-1]
         cls_state = hidden[:, 0, :]
         pooled = self.pooler(cls_state) if self.pooler is not None else cls_state
         return {
@@ -243,5 +255,6 @@ class BertEncoder(keras.Model):
             use_pooler=self.use_pooler,
             embedding_size=self.embedding_size,
             position_padding_id=self.position_padding_id,
+            skip_padding=self.skip_padding,
         )
         return config

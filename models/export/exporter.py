@@ -255,10 +255,13 @@ def _max_seq_length(loader: Any, requested: int | None) -> int:
     return int(requested)
 
 
-def build_encoder_and_head(loader: Any, *, task: str) -> tuple[Any, Any, Any]:
+def build_encoder_and_head(
+    loader: Any, *, task: str, skip_padding: bool = True
+) -> tuple[Any, Any, Any]:
     """(encoder, task head, load report) for ``loader``'s family, weights loaded strictly.
 
     The heads follow each family's Hugging Face task classes (see :mod:`models.family`).
+    ``skip_padding``: see :class:`models.bert.bert_encoder.BertEncoder`.
     """
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
@@ -272,7 +275,8 @@ def build_encoder_and_head(loader: Any, *, task: str) -> tuple[Any, Any, Any]:
         task == contract.TASK_CLASSIFICATION and family.classifier_activation is not None
     )
     encoder = family.encoder_class(
-        **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier)
+        **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier),
+        skip_padding=skip_padding,
     )
     targets = dict(encoder.checkpoint_variables())
     head: Any

@@ -157,7 +157,9 @@ def _build_encoder(loader: Any, *, with_mlm: bool) -> tuple[Any, int]:
     # The family's encoder and, for the MLM, its fill-mask head, loaded as end-to-end exports
     # load them (the embedding task loads the encoder alone; its pooling head has no weights).
     task = contract.TASK_FILL_MASK if with_mlm else contract.TASK_EMBEDDING
-    encoder, head, report = build_encoder_and_head(loader, task=task)
+    # Callers of a TF Hub encoder may read sequence_output unmasked: compute padded positions
+    # as the reference does (an end-to-end export's outputs never expose them).
+    encoder, head, report = build_encoder_and_head(loader, task=task, skip_padding=False)
     tokenizer = _tokenizer(loader, seq_length=loader.default_max_seq_length)
     module = TfHubEncoder(
         encoder=encoder,

@@ -4,6 +4,11 @@ Numerically equal to transformers' ``BertLayer``: self-attention + residual + La
 FFN + residual + LayerNorm. The attention bias is additive (``[batch, 1|heads, 1|q, k]``), so a
 family's relative position bias (MPNet) or padding mask is one tensor added before the softmax.
 Inference only: there are no dropout layers.
+
+The layer works on the batch's real tokens only (``[tokens, hidden]``, see
+:mod:`models.layers.token_packing`): the projections and the FFN are 2-D matmuls over the real
+tokens, which TensorFlow's oneDNN remapper fuses with their bias add and GELU; only attention,
+which mixes the tokens of one text, runs on the ``[batch, heads, seq, seq]`` padded layout.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 
 import keras
 from keras import ops
+
+from models.layers.token_packing import TokenPacking
 
 
 def activation_fn(name: str) -> Callable[[Any], Any]:
@@ -66,28 +73,33 @@ class TransformerLayer(keras.layers.Layer):
         )
 
     def build(self, input_shape: Any) -> None:
-        hidden_shape = (None, None, self.hidden_size)
+        hidden_shape = (None, self.hidden_size)
         for dense in (self.query, self.key, self.value, self.attention_output, self.intermediate):
             dense.build(hidden_shape)
-        self.output_dense.build((None, None, self.intermediate_size))
+        self.output_dense.build((None, self.intermediate_size))
         self.attention_layer_norm.build(hidden_shape)
         self.output_layer_norm.build(hidden_shape)
         self.built = True
 
-    def _split_heads(self, x: Any) -> Any:
-        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
-        x = ops.reshape(x, (batch, seq, self.num_heads, self.head_size))
-        return ops.transpose(x, (0, 2, 1, 3))
-
-    def call(self, hidden: Any, attention_bias: Any) -> Any:
-        batch, seq = ops.shape(hidden)[0], ops.shape(hidden)[1]
-        q = self._split_heads(self.query(hidden))
-        k = self._split_heads(self.key(hidden))
-        v = self._split_heads(self.value(hidden))
+    def call(self, hidden: Any, attention_bias: Any, *, packing: TokenPacking) -> Any:
+        """``hidden`` is ``[tokens, hidden]`` (packed); returns the same layout."""
+        batch, seq = packing.batch_size, packing.seq_length
+        # One [hidden, 3 * hidden] matmul instead of three: the checkpoint keeps three tensors,
+        # concatenated here (a copy of 3 * hidden**2 floats, small next to the matmul).
+        qkv_kernel = ops.concatenate(
+            [self.query.kernel, self.key.kernel, self.value.kernel], axis=1
+        )
+        qkv_bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
+        qkv = packing.unpack(ops.matmul(hidden, qkv_kernel) + qkv_bias)
+        # [batch, seq, 3, heads, head] -> [3, batch, heads, seq, head]
+        qkv = ops.transpose(
+            ops.reshape(qkv, (batch, seq, 3, self.num_heads, self.head_size)), (2, 0, 3, 1, 4)
+        )
+        q, k, v = qkv[0], qkv[1], qkv[2]
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
         probs = ops.softmax(scores + attention_bias, axis=-1)
         context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
-        context = ops.reshape(context, (batch, seq, self.hidden_size))
+        context = packing.pack(ops.reshape(context, (batch, seq, self.hidden_size)))
         hidden = self.attention_layer_norm(hidden + self.attention_output(context))
         ffn = self.output_dense(self._act(self.intermediate(hidden)))
         return self.output_layer_norm(hidden + ffn)
@@ -102,7 +114,7 @@ class TransformerLayer(keras.layers.Layer):
         the same block differently. Dense kernels are transposed (torch stores ``[out, in]``).
         """
         if not self.built:
-            self.build((None, None, self.hidden_size))
+            self.build((None, self.hidden_size))
         mapping: dict[str, tuple[keras.Variable, bool]] = {}
         for attribute, module in names.items():
             sublayer = getattr(self, attribute)

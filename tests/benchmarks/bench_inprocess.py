@@ -1,17 +1,27 @@
-"""In-process throughput of the exported SavedModel vs sentence-transformers and ONNX Runtime.
+"""In-process: the exported SavedModel side by side with ONNX Runtime and sentence-transformers.
 
-All on stsb-en-test (2,758 sentences), in one run, on this machine:
+One run, one process, the same 2,758 stsb-en-test sentences for every system:
 
-    python tests/benchmarks/bench_inprocess.py            # exports the bundled model first
-    python tests/benchmarks/bench_inprocess.py --model exported/minilm/1
+    python tests/benchmarks/bench_inprocess.py                   # exports the bundled model first
+    python tests/benchmarks/bench_inprocess.py --model exported/minilm/1 --baseline old/minilm/1
 
-Prints sentences/s for the SavedModel (unsorted and length-sorted, batch 1/8/32/64; the default
-export pads each batch to its longest row), the same model exported with the default length
-buckets (batch 32, interleaved with the default export so both see the same load), an XLA
-``jit_compile`` export, sentence-transformers (batch 32), ONNX Runtime (length-sorted
-batches of 32), the SavedModel's batch-1 latency, Spearman x100 of each, and the ratio to the
-arithmetic limit (measured matmul peak / FLOPs per sentence from the real token counts).
-Not a test: numbers vary with the machine and its load.
+Systems (text in, L2-normalized mean-pooled embedding out, each with its own tokenizer):
+
+- **textserve SavedModel**: ``serving_default`` of the export (in-graph tokenizer, encoder,
+  pooling in one TF call);
+- **ONNX Runtime**: a plain ``torch.onnx`` export of the same checkpoint (opset 17,
+  ``ORT_ENABLE_ALL``, intra-op threads = cores), the HF fast tokenizer, numpy pooling;
+- **sentence-transformers** (PyTorch), ``encode(batch_size=32)``;
+- optionally ``--baseline``: another export (e.g. one made before a change), to A/B it.
+
+Modes: batches of 32 in file order (what a server sees) and length-sorted (what a caller that
+sorts its corpus sees). Rounds are interleaved across systems (the machine may be shared) and
+the table gives medians with the range. Every system's embeddings are compared with
+sentence-transformers' (max abs diff, the exactness rule is 1e-5) and scored on STS-B
+(Spearman x100, 82.03 for all-MiniLM-L6-v2). Then batch-1 latency (p50/p99 over 300 texts)
+and the ratio to the arithmetic limit (measured matmul peak / FLOPs per sentence).
+``--sweep`` adds the SavedModel at batch 1/8/64. Not a test: figures vary with the machine
+and its load; the load average is printed with them.
 """
 
 from __future__ import annotations
@@ -27,13 +37,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-STSB_EN = REPO / "tests/data/stsb/stsb-en-test.csv"
+
+from tests.support.data import STSB_EN  # noqa: E402
+
+Encode = Callable[[list[str]], np.ndarray]
 
 
 def _load_stsb() -> tuple[list[str], list[float]]:
@@ -52,47 +64,40 @@ def _spearman(embeddings: np.ndarray, gold: Sequence[float]) -> float:
 
 
 def _run(
-    encode: Callable[[list[str]], np.ndarray], texts: list[str], batch: int, *, order: list[int]
+    encode: Encode, texts: list[str], order: list[int], batch: int
 ) -> tuple[float, np.ndarray]:
-    out = np.zeros((len(texts), 384), np.float32)
-    encode([texts[i] for i in order[:batch]])  # warm this shape
+    """Sentences/s over the whole corpus in ``order``, and the embeddings in corpus order."""
+    batches = [order[start : start + batch] for start in range(0, len(order), batch)]
+    out: np.ndarray | None = None
     started = time.perf_counter()
-    for start in range(0, len(order), batch):
-        index = order[start : start + batch]
-        out[index] = encode([texts[i] for i in index])
+    for index in batches:
+        embeddings = encode([texts[i] for i in index])
+        if out is None:
+            out = np.zeros((len(texts), embeddings.shape[1]), np.float32)
+        out[index] = embeddings
+    assert out is not None
     return len(texts) / (time.perf_counter() - started), out
 
 
-def _matmul_peak() -> float:
+def _savedmodel(path: Path) -> Encode:
     import tensorflow as tf
 
-    a = tf.random.normal([1024, 1024])
-    matmul = tf.function(lambda x: tf.matmul(x, x))
-    matmul(a).numpy()
-    best = 0.0
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(10):
-            result = matmul(a)
-        result.numpy()
-        best = max(best, 10 * 2 * 1024**3 / (time.perf_counter() - started))
-    return best
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return serve(text=tf.constant(texts))["embedding"].numpy()
+
+    return encode
 
 
-def _flops_per_sentence(token_counts: np.ndarray, layers: int, hidden: int, ffn: int) -> float:
-    dense = 2 * layers * (4 * hidden * hidden + 2 * hidden * ffn)  # per token
-    attention = 2 * layers * 2 * hidden  # per token pair: QK^T and PV
-    return float(np.mean(token_counts * dense + token_counts**2 * attention))
-
-
-def _onnx_runner(checkpoint: Path, workdir: Path) -> Callable[[list[str]], np.ndarray]:
+def _onnx_runtime(checkpoint: Path, workdir: Path) -> Encode:
     import onnxruntime as ort
     import torch
     import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(checkpoint))
     model = transformers.AutoModel.from_pretrained(str(checkpoint)).eval()
-    path = workdir / "minilm.onnx"
+    path = workdir / "model.onnx"
     sample = tokenizer(["hello world"], return_tensors="pt")
     axes = {0: "batch", 1: "seq"}
 
@@ -119,7 +124,10 @@ def _onnx_runner(checkpoint: Path, workdir: Path) -> Callable[[list[str]], np.nd
         opset_version=17,
         dynamo=False,
     )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = os.cpu_count() or 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def encode(texts: list[str]) -> np.ndarray:
         batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="np")
@@ -134,13 +142,57 @@ def _onnx_runner(checkpoint: Path, workdir: Path) -> Callable[[list[str]], np.nd
     return encode
 
 
+def _sentence_transformers(checkpoint: Path) -> Encode:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(checkpoint), device="cpu")
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+
+    return encode
+
+
+def _matmul_peak() -> float:
+    import tensorflow as tf
+
+    a = tf.random.normal([1024, 1024])
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    matmul(a).numpy()
+    best = 0.0
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(10):
+            result = matmul(a)
+        result.numpy()
+        best = max(best, 10 * 2 * 1024**3 / (time.perf_counter() - started))
+    return best
+
+
+def _flops_per_sentence(token_counts: np.ndarray, layers: int, hidden: int, ffn: int) -> float:
+    dense = 2 * layers * (4 * hidden * hidden + 2 * hidden * ffn)  # per token
+    attention = 2 * layers * 2 * hidden  # per token pair: QK^T and PV
+    return float(np.mean(token_counts * dense + token_counts**2 * attention))
+
+
+def _latency(encode: Encode, texts: list[str]) -> tuple[float, float]:
+    for text in texts[:20]:
+        encode([text])
+    times = []
+    for text in texts[:300]:
+        started = time.perf_counter()
+        encode([text])
+        times.append((time.perf_counter() - started) * 1000)
+    p50, p99 = np.percentile(times, [50, 99])
+    return float(p50), float(p99)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="an exported version dir (default: export)")
-    parser.add_argument("--skip-jit", action="store_true", help="no jit_compile export")
-    parser.add_argument(
-        "--skip-buckets", action="store_true", help="no export with the default length buckets"
-    )
+    parser.add_argument("--baseline", type=Path, help="a second export to A/B against --model")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per mode")
+    parser.add_argument("--sweep", action="store_true", help="also SavedModel batch 1/8/64")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -156,117 +208,71 @@ def main() -> None:
     if model_dir is None:
         model_dir = workdir / "minilm" / "1"
         export_model(checkpoint=None, output=model_dir, verify=False, progress=False)
-    loaded = tf.saved_model.load(str(model_dir))
-    serve = loaded.signatures["serving_default"]
 
-    def ours(batch: list[str]) -> np.ndarray:
-        return serve(text=tf.constant(batch))["embedding"].numpy()
+    systems: dict[str, Encode] = {"textserve SavedModel": _savedmodel(model_dir)}
+    if args.baseline is not None:
+        systems[f"baseline SavedModel ({args.baseline})"] = _savedmodel(args.baseline)
+    systems["ONNX Runtime (plain export)"] = _onnx_runtime(checkpoint, workdir)
+    systems["sentence-transformers"] = _sentence_transformers(checkpoint)
 
-    lengths = loaded.signatures["preprocess"](text=tf.constant(texts))["input_mask"]
-    token_counts = lengths.numpy().sum(1)
-    unsorted = list(range(len(texts)))
-    by_length = sorted(unsorted, key=lambda i: token_counts[i])
-    rows: list[tuple[str, float, float]] = []
+    preprocess = tf.saved_model.load(str(model_dir)).signatures["preprocess"]
+    token_counts = preprocess(text=tf.constant(texts))["input_mask"].numpy().sum(1)
+    file_order = list(range(len(texts)))
+    sorted_order = sorted(file_order, key=lambda i: token_counts[i])
 
-    for batch in (1, 8, 32, 64):
-        for name, order in (("unsorted", unsorted), ("length-sorted", by_length)):
-            if batch == 1 and name == "length-sorted":
-                continue
-            rate, out = _run(ours, texts, batch, order=order)
-            label = f"SavedModel batch {batch}" + ("" if batch == 1 else f", {name}")
-            rows.append((label, rate, _spearman(out, gold)))
-            print(f"{label}: {rate:.0f}/s", file=sys.stderr)
+    rows = []
+    for mode, order in (("length-sorted", sorted_order), ("file order", file_order)):
+        for encode in systems.values():  # warm every shape once
+            _run(encode, texts, order, 32)
+        rates: dict[str, list[float]] = {name: [] for name in systems}
+        outputs: dict[str, np.ndarray] = {}
+        for _ in range(args.rounds):
+            for name, encode in systems.items():
+                rate, outputs[name] = _run(encode, texts, order, 32)
+                rates[name].append(rate)
+        for name in systems:
+            rows.append((name, mode, rates[name], outputs[name]))
+        print(f"{mode} done", file=sys.stderr)
 
-    if not args.skip_buckets:
-        bucket_dir = workdir / "minilm-buckets" / "1"
-        export_model(
-            checkpoint=None,
-            output=bucket_dir,
-            verify=False,
-            length_buckets="default",
-            progress=False,
-        )
-        bucket_serve = tf.saved_model.load(str(bucket_dir)).signatures["serving_default"]
-
-        def bucketed(batch: list[str]) -> np.ndarray:
-            return bucket_serve(text=tf.constant(batch))["embedding"].numpy()
-
-        # Interleaved with the default export, 3 rounds each, medians: the machine is shared.
-        for name, order in (("unsorted", unsorted), ("length-sorted", by_length)):
-            rates: dict[str, list[float]] = {"longest": [], "buckets": []}
-            outs: dict[str, np.ndarray] = {}
-            for _ in range(3):
-                for padding, encode in (("buckets", bucketed), ("longest", ours)):
-                    rate, outs[padding] = _run(encode, texts, 32, order=order)
-                    rates[padding].append(rate)
-            for padding, label in (
-                ("longest", "padded to the longest row (default)"),
-                ("buckets", "padded to default length buckets"),
-            ):
-                rate = float(np.median(rates[padding]))
-                label = f"SavedModel batch 32, {name}, {label}, median of 3"
-                rows.append((label, rate, _spearman(outs[padding], gold)))
-                print(f"{rows[-1][0]}: {rate:.0f}/s", file=sys.stderr)
-
-    latencies = []
-    for text in texts[:500]:
-        started = time.perf_counter()
-        ours([text])
-        latencies.append((time.perf_counter() - started) * 1000)
-
-    if not args.skip_jit:
-        jit_dir = workdir / "minilm-jit" / "1"
-        export_model(
-            checkpoint=None, output=jit_dir, verify=False, jit_compile=True, progress=False
-        )
-        jit_serve = tf.saved_model.load(str(jit_dir)).signatures["serving_default"]
-
-        def ours_jit(batch: list[str]) -> np.ndarray:
-            return jit_serve(text=tf.constant(batch))["embedding"].numpy()
-
-        _run(ours_jit, texts, 32, order=by_length)  # compile every bucket first
-        rate, out = _run(ours_jit, texts, 32, order=by_length)
-        rows.append(("SavedModel jit_compile batch 32, length-sorted", rate, _spearman(out, gold)))
-
-    from sentence_transformers import SentenceTransformer
-
-    st = SentenceTransformer(str(checkpoint), device="cpu")
-    st.encode(texts[:64], batch_size=32)
-    started = time.perf_counter()
-    out = st.encode(texts, batch_size=32, convert_to_numpy=True)
-    rows.append(
-        (
-            "sentence-transformers batch 32",
-            len(texts) / (time.perf_counter() - started),
-            _spearman(out, gold),
-        )
-    )
-
-    onnx = _onnx_runner(checkpoint, workdir)
-    rate, out = _run(onnx, texts, 32, order=by_length)
-    rows.append(("ONNX Runtime batch 32, length-sorted", rate, _spearman(out, gold)))
+    expected = next(out for name, _, _, out in rows if name == "sentence-transformers")
+    latencies = {name: _latency(encode, texts) for name, encode in systems.items()}
 
     peak = _matmul_peak()
-    flops = _flops_per_sentence(token_counts.astype(np.float64), layers=6, hidden=384, ffn=1536)
-    limit = peak / flops
+    limit = peak / _flops_per_sentence(
+        token_counts.astype(np.float64), layers=6, hidden=384, ffn=1536
+    )
+    load = os.getloadavg()
     print(
         f"\nstsb-en-test: {len(texts)} sentences, mean {token_counts.mean():.1f} tokens "
-        f"(max {token_counts.max()}); TF intra-op threads "
-        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
-        f"{os.cpu_count()} cores"
+        f"(max {token_counts.max()}), batches of 32, medians of {args.rounds} interleaved "
+        f"rounds; {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f}; "
+        f"matmul peak {peak / 1e9:.0f} GFLOP/s -> arithmetic limit {limit:.0f} sentences/s\n"
     )
     print(
-        f"measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s; {flops / 1e6:.0f} MFLOP/sentence "
-        f"-> arithmetic limit {limit:.0f} sentences/s\n"
+        "| system | mode | sentences/s (range) | x ONNX Runtime | % of limit "
+        "| max abs diff vs sentence-transformers | Spearman x100 |"
     )
-    print("| what | sentences/s | % of limit | Spearman x100 |\n| --- | --- | --- | --- |")
-    for label, rate, spearman in rows:
-        print(f"| {label} | {rate:.0f} | {100 * rate / limit:.0f}% | {spearman:.2f} |")
-    p50, p99 = np.percentile(latencies, [50, 99])
-    print(
-        f"\nSavedModel batch-1 latency over {len(latencies)} sentences: "
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    ort_rate = {
+        mode: float(np.median(r)) for name, mode, r, _ in rows if name.startswith("ONNX Runtime")
+    }
+    for name, mode, r, out in rows:
+        rate = float(np.median(r))
+        print(
+            f"| {name} | {mode} | {rate:.0f} ({min(r):.0f}-{max(r):.0f}) "
+            f"| {rate / ort_rate[mode]:.2f} | {100 * rate / limit:.0f}% "
+            f"| {np.abs(out - expected).max():.1e} | {_spearman(out, gold):.2f} |"
+        )
+    print("\n| system | batch-1 latency p50 ms | p99 ms |\n| --- | ---: | ---: |")
+    for name, (p50, p99) in latencies.items():
+        print(f"| {name} | {p50:.2f} | {p99:.2f} |")
+
+    if args.sweep:
+        ours = systems["textserve SavedModel"]
+        print("\n| textserve SavedModel | file order | length-sorted |\n| --- | ---: | ---: |")
+        for batch in (1, 8, 32, 64):
+            cells = [_run(ours, texts, order, batch)[0] for order in (file_order, sorted_order)]
+            print(f"| batch {batch} | {cells[0]:.0f} | {cells[1]:.0f} |")
 
 
 if __name__ == "__main__":
