@@ -41,8 +41,8 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,9 +53,20 @@ from serving.serving_metrics import ServingMetrics
 _LOG = logging.getLogger("textserve.batcher")
 
 Arrays = Mapping[str, np.ndarray]
-RunFn = Callable[
-    [tuple[str, int], str, dict[str, np.ndarray]], Awaitable[tuple[dict[str, np.ndarray], float]]
-]
+
+
+class RunFn(Protocol):
+    """Sends a batch to the worker when called (before the loop runs anything else); the
+    awaitable it returns holds (outputs, seconds inside TF)."""
+
+    def __call__(
+        self,
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool,
+    ) -> Awaitable[tuple[dict[str, np.ndarray], float]]: ...
 
 
 # Weight of the newest measured/estimated queue-wait ratio: ~10 batches of memory.
@@ -162,17 +173,21 @@ class Batcher:
         deadline: float,
         batchable: bool,
         max_tokens: int = 0,
+        count_tokens: bool = False,
     ) -> dict[str, np.ndarray]:
         """Run ``inputs`` (all with ``rows`` rows when ``batchable``) and return this request's
         outputs. ``text_length``: the longest text in UTF-8 bytes; ``max_tokens``: the model's
-        max_seq_length (0 if unknown).
+        max_seq_length (0 if unknown); ``count_tokens``: the outputs also hold the worker's
+        ``TOKEN_COUNTS`` (such requests are batched only with each other).
         """
         s = self._s
         solo = not (s.enabled and batchable)
         tokens = estimated_tokens(text_length, max_tokens) if text_length else 0
         if solo or rows <= s.max_batch_size:
             self._admit_size(key, rows, tokens, deadline, chunks=1)
-            return await self._submit_one(key, signature, inputs, rows, tokens, deadline, solo)
+            return await self._submit_one(
+                key, signature, inputs, rows, tokens, deadline, solo, count_tokens
+            )
         # Too big for one batch: split, queue the chunks, reassemble in order.
         chunks_n = math.ceil(rows / s.max_batch_size)
         self._admit_size(key, rows, tokens, deadline, chunks=chunks_n)
@@ -180,7 +195,9 @@ class Batcher:
         for start in range(0, rows, s.max_batch_size):
             part = {k: v[start : start + s.max_batch_size] for k, v in inputs.items()}
             n = min(s.max_batch_size, rows - start)
-            chunks.append(self._submit_one(key, signature, part, n, tokens, deadline, False))
+            chunks.append(
+                self._submit_one(key, signature, part, n, tokens, deadline, False, count_tokens)
+            )
         results = await asyncio.gather(*chunks)
         return {name: np.concatenate([r[name] for r in results], axis=0) for name in results[0]}
 
@@ -233,10 +250,11 @@ class Batcher:
         tokens: int,
         deadline: float,
         solo: bool,
+        count_tokens: bool,
     ) -> dict[str, np.ndarray]:
         s = self._s
         shapes = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
-        qkey = (key, signature, shapes)
+        qkey = (key, signature, shapes, count_tokens)
         if self._queued_requests >= s.max_queued_requests:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
@@ -366,36 +384,15 @@ class Batcher:
 
     def _schedule(self) -> None:
         """Start batches while slots are free; arm a timer for partial batches still waiting."""
-        s = self._s
         now = time.monotonic()
         wake_at: float | None = None
-        while self._busy < s.slots:
-            best: tuple[float, tuple[Any, ...]] | None = None
-            for qkey, q in self._queues.items():
-                if not q:
-                    continue
-                head = q[0]
-                ready = (
-                    head.solo
-                    or self._busy == 0
-                    or self._queued_rows[qkey] >= s.max_batch_size
-                    or now - head.enqueued >= s.batch_timeout_s
-                )
-                if not ready:
-                    due = head.enqueued + s.batch_timeout_s
-                    wake_at = due if wake_at is None else min(wake_at, due)
-                    continue
-                if best is None or head.enqueued < best[0]:
-                    best = (head.enqueued, qkey)
-            if best is None:
+        while self._busy < self._s.slots and self._queued_requests:
+            qkey, wake_at = self._next_queue(now)
+            if qkey is None:
                 break
-            items = self._form(best[1], now)
-            if not items:
-                continue
-            self._busy += 1
-            task = asyncio.get_running_loop().create_task(self._execute(best[1], items))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            items = self._form(qkey, now)
+            if items:
+                self._dispatch(qkey, items)
         for qkey in [k for k, q in self._queues.items() if not q]:
             del self._queues[qkey]
             self._queued_rows.pop(qkey, None)
@@ -403,10 +400,36 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if wake_at is not None and self._busy < s.slots:
+        if wake_at is not None and self._busy < self._s.slots:
             self._timer = asyncio.get_running_loop().call_later(
                 max(0.0, wake_at - now), self._schedule
             )
+
+    def _next_queue(self, now: float) -> tuple[tuple[Any, ...] | None, float | None]:
+        """The queue whose head is oldest among those ready to run a batch now, and when the
+        first not-ready one will be (its batch timeout)."""
+        s = self._s
+        best: tuple[float, tuple[Any, ...]] | None = None
+        wake_at: float | None = None
+        # Nothing runs: a lone request does not wait for company.
+        idle = self._busy == 0
+        for qkey, q in self._queues.items():
+            if not q:
+                continue
+            head = q[0]
+            ready = (
+                head.solo
+                or idle
+                or self._queued_rows[qkey] >= s.max_batch_size
+                or now - head.enqueued >= s.batch_timeout_s
+            )
+            if not ready:
+                due = head.enqueued + s.batch_timeout_s
+                wake_at = due if wake_at is None else min(wake_at, due)
+                continue
+            if best is None or head.enqueued < best[0]:
+                best = (head.enqueued, qkey)
+        return (None if best is None else best[1]), wake_at
 
     def _form(self, qkey: tuple[Any, ...], now: float) -> list[_Item]:
         q = self._queues[qkey]
@@ -461,84 +484,157 @@ class Batcher:
             self._dequeued(qkey, it)
         return chosen
 
-    async def _execute(self, qkey: tuple[Any, ...], items: list[_Item]) -> None:
-        key, signature, _ = qkey
-        model = key[0]
-        started = time.monotonic()
+    def _dispatch(self, qkey: tuple[Any, ...], items: list[_Item]) -> None:
+        """Assemble the batch and send it to the worker now, before the loop runs anything
+        else: the callers of the batch just answered are resumed (and their responses
+        encoded) only after that, so the worker does not wait for them.
+        """
+        batch = self._assemble(qkey, items)
+        self._busy += 1
+        self._running_seconds += batch.estimate
+        sent = time.monotonic()
         try:
-            for it in items:
-                waited = started - it.enqueued
-                self._metrics.queue_wait.labels(model).observe(waited)
-                if it.predicted_wait >= _MIN_CALIBRATION_WAIT:
-                    ratio = min(max(waited / it.predicted_wait, 0.5), 5.0)
-                    self._wait_scale += _COST_SMOOTHING * (ratio - self._wait_scale)
-            rows = sum(it.rows for it in items)
-            if len(items) == 1:
-                inputs = items[0].inputs
-            else:
-                names = list(items[0].inputs)
-                inputs = {n: np.concatenate([it.inputs[n] for it in items], axis=0) for n in names}
-            padded_rows = rows
-            if self._s.enabled and self._s.allowed_batch_sizes and not items[0].solo:
-                padded_rows = next((b for b in self._s.allowed_batch_sizes if b >= rows), rows)
-                if padded_rows > rows:
-                    # TF Serving pads with copies of a real row; so do we, and drop their outputs.
-                    inputs = {
-                        n: np.concatenate([a, np.repeat(a[-1:], padded_rows - rows, axis=0)])
-                        for n, a in inputs.items()
-                    }
-            self._metrics.batch_size.labels(model).observe(padded_rows)
-            longest = max(it.length for it in items)
-            if longest:
-                self._metrics.batch_tokens.labels(model).observe(padded_rows * longest)
-            tokens = padded_rows * max(1, longest)
-            cost_model = self._costs.setdefault(key, BatchCostModel())
-            estimate = cost_model.seconds(padded_tokens=tokens)
-            self._running_seconds += estimate
-            sent = time.monotonic()
+            running = self._run(
+                batch.key, batch.signature, batch.inputs, count_tokens=batch.count_tokens
+            )
+        except Exception as exc:  # a synchronous failure is answered like an async one
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            running = failed
+        self._observe_start(batch, sent)
+        task = asyncio.get_running_loop().create_task(self._execute(batch, running, sent))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _assemble(self, qkey: tuple[Any, ...], items: list[_Item]) -> _Batch:
+        """One input array per name (rows of every item, then TF Serving's padding rows)."""
+        key, signature, _, count_tokens = qkey
+        rows = sum(it.rows for it in items)
+        if len(items) == 1:
+            inputs = items[0].inputs
+        else:
+            names = list(items[0].inputs)
+            inputs = {n: np.concatenate([it.inputs[n] for it in items], axis=0) for n in names}
+        padded_rows = rows
+        if self._s.enabled and self._s.allowed_batch_sizes and not items[0].solo:
+            padded_rows = next((b for b in self._s.allowed_batch_sizes if b >= rows), rows)
+            if padded_rows > rows:
+                # TF Serving pads with copies of a real row; so do we, and drop their outputs.
+                inputs = {
+                    n: np.concatenate([a, np.repeat(a[-1:], padded_rows - rows, axis=0)])
+                    for n, a in inputs.items()
+                }
+        longest = max(it.length for it in items)
+        tokens = padded_rows * max(1, longest)
+        cost_model = self._costs.setdefault(key, BatchCostModel())
+        return _Batch(
+            key=key,
+            signature=signature,
+            count_tokens=count_tokens,
+            items=items,
+            inputs=inputs,
+            padded_rows=padded_rows,
+            longest=longest,
+            tokens=tokens,
+            cost_model=cost_model,
+            estimate=cost_model.seconds(padded_tokens=tokens),
+        )
+
+    async def _execute(
+        self, batch: _Batch, running: Awaitable[tuple[dict[str, np.ndarray], float]], sent: float
+    ) -> None:
+        released = False
+        try:
             try:
-                outputs, seconds = await self._run(key, signature, inputs)
-            except ServingError as exc:
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
-                return
+                outputs, seconds = await running
             finally:
-                self._running_seconds -= estimate
-            self._metrics.inference_latency.labels(model, str(key[1])).observe(seconds)
-            # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
-            cost_model.observe(padded_tokens=tokens, seconds=time.monotonic() - sent)
+                self._running_seconds -= batch.estimate
             answered = time.monotonic()
-            for it in items:
-                if not it.future.done():
-                    self._record_finish(it, answered - it.enqueued)
-            if len(items) == 1 and padded_rows == rows:
-                if not items[0].future.done():
-                    items[0].future.set_result(outputs)
-                return
-            bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != padded_rows]
-            if bad:
-                err = ServingError(
-                    Code.INTERNAL, f"batched outputs {bad} have no batch dimension of {padded_rows}"
-                )
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(err)
-                return
-            offset = 0
-            for it in items:
-                part = {n: a[offset : offset + it.rows] for n, a in outputs.items()}
-                offset += it.rows
-                if not it.future.done():
-                    it.future.set_result(part)
+            self._deliver(batch, outputs)
+            # Before the bookkeeping: the next batch goes to the worker first.
+            released = True
+            self._release()
+            self._learn(batch, sent=sent, answered=answered, seconds=seconds)
+        except ServingError as exc:
+            _fail(batch.items, exc)
         except Exception as exc:  # never leave a caller hanging on a bug here
             _LOG.exception("batch failed", extra={"event": "batch_failed"})
-            for it in items:
-                if not it.future.done():
-                    it.future.set_exception(ServingError(Code.INTERNAL, f"batch failed: {exc}"))
+            _fail(batch.items, ServingError(Code.INTERNAL, f"batch failed: {exc}"))
         finally:
-            self._busy -= 1
-            self._schedule()
+            if not released:
+                self._release()
+
+    def _release(self) -> None:
+        """A slot is free again: start what waits for it."""
+        self._busy -= 1
+        self._schedule()
+
+    def _deliver(self, batch: _Batch, outputs: dict[str, np.ndarray]) -> None:
+        """Each caller's rows of the batch's outputs."""
+        items = batch.items
+        if len(items) == 1 and batch.padded_rows == items[0].rows:
+            if not items[0].future.done():
+                items[0].future.set_result(outputs)
+            return
+        bad = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != batch.padded_rows]
+        if bad:
+            _fail(
+                items,
+                ServingError(
+                    Code.INTERNAL,
+                    f"batched outputs {bad} have no batch dimension of {batch.padded_rows}",
+                ),
+            )
+            return
+        offset = 0
+        for it in items:
+            part = {n: a[offset : offset + it.rows] for n, a in outputs.items()}
+            offset += it.rows
+            if not it.future.done():
+                it.future.set_result(part)
+
+    def _observe_start(self, batch: _Batch, sent: float) -> None:
+        """Metrics of a batch that just went to the worker, and the queue-wait calibration."""
+        model = batch.key[0]
+        m = self._metrics
+        for it in batch.items:
+            waited = sent - it.enqueued
+            m.queue_wait.labels(model).observe(waited)
+            if it.predicted_wait >= _MIN_CALIBRATION_WAIT:
+                ratio = min(max(waited / it.predicted_wait, 0.5), 5.0)
+                self._wait_scale += _COST_SMOOTHING * (ratio - self._wait_scale)
+        m.batch_size.labels(model).observe(batch.padded_rows)
+        if batch.longest:
+            m.batch_tokens.labels(model).observe(batch.padded_rows * batch.longest)
+
+    def _learn(self, batch: _Batch, *, sent: float, answered: float, seconds: float) -> None:
+        """After the answer: the batch's cost, how long its callers waited in all."""
+        for it in batch.items:
+            if not it.cancelled:
+                self._record_finish(it, answered - it.enqueued)
+        self._metrics.inference_latency.labels(batch.key[0], str(batch.key[1])).observe(seconds)
+        # Wall time, not the worker's TF time: the pipe and the loop are part of the cost.
+        batch.cost_model.observe(padded_tokens=batch.tokens, seconds=answered - sent)
+
+
+@dataclasses.dataclass(eq=False)
+class _Batch:
+    key: tuple[str, int]
+    signature: str
+    count_tokens: bool
+    items: list[_Item]
+    inputs: dict[str, np.ndarray]
+    padded_rows: int
+    longest: int  # estimated tokens of the longest text
+    tokens: int  # padded tokens: padded_rows x longest
+    cost_model: BatchCostModel
+    estimate: float  # seconds, from the cost model when formed
+
+
+def _fail(items: list[_Item], exc: ServingError) -> None:
+    for it in items:
+        if not it.future.done():
+            it.future.set_exception(exc)
 
 
 def _plan_batch(items: list[_Item], head: _Item, max_rows: int, max_tokens: int) -> list[_Item]:

@@ -75,6 +75,14 @@ class PredictCall:
     output_filter: Sequence[str] = ()
     deadline: float | None = None  # time.monotonic() value; None = the server's default
     api: str = "grpc"  # metrics label only: grpc | rest | openai
+    # Also count each text's tokens (PredictResult.token_counts) in the same worker call: the
+    # model's preprocess signature on the text the signature embeds (its prompt included).
+    count_tokens: bool = False
+
+
+# The extra output of a batch run with count_tokens (int64 [batch], tokens per text); taken
+# out of the outputs into PredictResult.token_counts before anything is answered.
+TOKEN_COUNTS = "__token_counts__"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +92,7 @@ class PredictResult:
     signature_name: str
     outputs: Mapping[str, np.ndarray]
     signature_names: frozenset[str] = frozenset()  # every signature of the version that ran
+    token_counts: np.ndarray | None = None  # int64 [batch] when the call counted tokens
 
 
 class VersionState(enum.StrEnum):
@@ -101,7 +110,7 @@ class VersionStatus:
     """One version's state, as GetModelStatus reports it."""
 
     version: int
-    state: str  # a VersionState value
+    state: VersionState
     error_code: int = 0  # serving.errors.Code grpc value
     error_message: str = ""
 
@@ -163,8 +172,10 @@ class InferenceCore(Protocol):
         inputs: ValidatedInputs,
         *,
         deadline: float | None,
+        count_tokens: bool = False,
     ) -> Mapping[str, np.ndarray]:
-        """Queue the checked inputs for the worker (batched) and return the outputs."""
+        """Queue the checked inputs for the worker (batched) and return the outputs (with
+        ``TOKEN_COUNTS`` when ``count_tokens``)."""
         ...
 
     def model_status(self, model: ModelRef) -> Sequence[VersionStatus]: ...

@@ -17,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from models import contract
-from serving.core_api import ModelRef, VersionStatus
+from serving.core_api import ModelRef, VersionState, VersionStatus
 from serving.errors import Code, ServingError
 from serving.served_signature import ServedSignature, parse_saved_model_signatures
 from serving.server_config import ModelConfig
@@ -38,7 +38,7 @@ class ServableVersion:
     model: str
     version: int
     path: str
-    state: str = "START"
+    state: VersionState = VersionState.START
     error: ServingError | None = None
     signature_defs: dict[str, bytes] = dataclasses.field(default_factory=dict)
     specs: dict[str, ServedSignature] = dataclasses.field(default_factory=dict)
@@ -197,7 +197,7 @@ class ModelManager:
             loads = []
             for v in sorted(wanted):
                 sv = model.versions.get(v)
-                if sv is not None and sv.state in ("LOADING", "AVAILABLE"):
+                if sv is not None and sv.state in (VersionState.LOADING, VersionState.AVAILABLE):
                     continue
                 fp = _fingerprint(on_disk[v])
                 if sv is not None and sv.error is not None and sv.fingerprint == fp:
@@ -208,16 +208,20 @@ class ModelManager:
                 loads.append(self._load_version(sv))
             if loads:
                 await asyncio.gather(*loads)
-            if any(model.versions[v].state == "AVAILABLE" for v in wanted if v in model.versions):
+            if any(
+                model.versions[v].state == VersionState.AVAILABLE
+                for v in wanted
+                if v in model.versions
+            ):
                 stale = {
                     v
                     for v, sv in model.versions.items()
-                    if v not in wanted and sv.state == "AVAILABLE"
+                    if v not in wanted and sv.state == VersionState.AVAILABLE
                 }
                 await self._retire(model, stale)
 
     async def _load_version(self, sv: ServableVersion) -> None:
-        sv.state, sv.error = "LOADING", None
+        sv.state, sv.error = VersionState.LOADING, None
         _LOG.info(
             "loading",
             extra={
@@ -243,7 +247,7 @@ class ModelManager:
                 sv, ServingError(Code.INTERNAL, f"cannot read {sv.path}/saved_model.pb: {exc}")
             )
             return
-        sv.state = "AVAILABLE"
+        sv.state = VersionState.AVAILABLE
         self._metrics.version_available.labels(sv.model, str(sv.version)).set(1)
         _LOG.info(
             "available",
@@ -261,11 +265,12 @@ class ModelManager:
             sv.key: sv.path
             for model in self._models.values()
             for v in model.wanted
-            if (sv := model.versions.get(v)) is not None and sv.state in ("LOADING", "AVAILABLE")
+            if (sv := model.versions.get(v)) is not None
+            and sv.state in (VersionState.LOADING, VersionState.AVAILABLE)
         }
 
     def _fail(self, sv: ServableVersion, exc: ServingError) -> None:
-        sv.state, sv.error = "END", exc
+        sv.state, sv.error = VersionState.END, exc
         _LOG.error(
             "load failed",
             extra={
@@ -278,9 +283,11 @@ class ModelManager:
 
     async def _retire(self, model: _Model, versions: set[int]) -> None:
         """UNLOADING: no new requests; wait for in-flight ones; then unload from the worker."""
-        retiring = [model.versions[v] for v in versions if model.versions[v].state == "AVAILABLE"]
+        retiring = [
+            model.versions[v] for v in versions if model.versions[v].state == VersionState.AVAILABLE
+        ]
         for sv in retiring:
-            sv.state = "UNLOADING"
+            sv.state = VersionState.UNLOADING
             self._metrics.version_available.labels(sv.model, str(sv.version)).set(0)
         for sv in retiring:
             await sv.idle.wait()
@@ -288,7 +295,7 @@ class ModelManager:
                 await self._unload(sv.key)
             except ServingError:
                 pass  # a dead worker holds nothing to unload
-            sv.state = "END"
+            sv.state = VersionState.END
             _LOG.info(
                 "unloaded",
                 extra={"event": "version_unloaded", "model": sv.model, "version": sv.version},
@@ -298,7 +305,7 @@ class ModelManager:
         for model in self._models.values():
             for label, v in model.config.version_labels.items():
                 sv = model.versions.get(v)
-                if sv is not None and sv.state == "AVAILABLE":
+                if sv is not None and sv.state == VersionState.AVAILABLE:
                     continue
                 if self._allow_labels_for_unavailable and model.labels.get(label, v) == v:
                     continue  # TF Serving: a new (or unchanged) label only, never a move
@@ -317,17 +324,17 @@ class ModelManager:
         out = []
         for model in self._models.values():
             for sv in model.versions.values():
-                if sv.state in ("AVAILABLE", "LOADING"):
-                    if sv.state == "AVAILABLE":
+                if sv.state in (VersionState.AVAILABLE, VersionState.LOADING):
+                    if sv.state == VersionState.AVAILABLE:
                         self._metrics.version_available.labels(sv.model, str(sv.version)).set(0)
-                    sv.state = "LOADING"
+                    sv.state = VersionState.LOADING
                     out.append(sv)
         return out
 
     async def reload(self, versions: Sequence[ServableVersion]) -> None:
         async with self._lock:
             await asyncio.gather(
-                *(self._load_version(sv) for sv in versions if sv.state == "LOADING")
+                *(self._load_version(sv) for sv in versions if sv.state == VersionState.LOADING)
             )
             await self._reconcile_locked()
 
@@ -338,7 +345,7 @@ class ModelManager:
 
     def all_available(self) -> bool:
         return bool(self._models) and all(
-            any(sv.state == "AVAILABLE" for sv in m.versions.values())
+            any(sv.state == VersionState.AVAILABLE for sv in m.versions.values())
             for m in self._models.values()
         )
 
@@ -365,11 +372,11 @@ class ModelManager:
         model = self._model(ref.name)
         wanted = self._version_for(model, ref)
         if wanted is None:
-            available = [sv for sv in model.versions.values() if sv.state == "AVAILABLE"]
+            available = [sv for sv in model.versions.values() if sv.state == VersionState.AVAILABLE]
             if not available:
                 if not model.versions and model.no_versions:
                     raise ServingError(Code.UNAVAILABLE, model.no_versions)
-                states = sorted({sv.state for sv in model.versions.values()}) or [
+                states = sorted({str(sv.state) for sv in model.versions.values()}) or [
                     "no version on disk"
                 ]
                 raise ServingError(
@@ -378,12 +385,12 @@ class ModelManager:
                 )
             return max(available, key=lambda sv: sv.version)
         sv = model.versions.get(wanted)
-        if sv is None or sv.state == "END":
+        if sv is None or sv.state == VersionState.END:
             raise ServingError(
                 Code.NOT_FOUND,
                 f"Servable not found for request: version {wanted} of model {ref.name!r}",
             )
-        if sv.state != "AVAILABLE":
+        if sv.state != VersionState.AVAILABLE:
             raise ServingError(
                 Code.UNAVAILABLE, f"version {wanted} of model {ref.name!r} is {sv.state}"
             )
@@ -420,5 +427,5 @@ class ModelManager:
             sv
             for m in self._models.values()
             for sv in m.versions.values()
-            if sv.state == "AVAILABLE"
+            if sv.state == VersionState.AVAILABLE
         ]

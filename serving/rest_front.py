@@ -46,7 +46,7 @@ from google.protobuf import json_format
 from models import contract
 from serving.api_keys import ApiKeys
 from serving.connection_limits import ConnectionLimits
-from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall, SignatureDecoder
+from serving.core_api import CheckedInputs, InferenceCore, ModelRef, PredictCall
 from serving.embedding_options import EmbeddingOptions
 from serving.errors import Code, ServingError
 from serving.health import health
@@ -436,29 +436,26 @@ class RestFront:
             _check_embedding_signature(signature, ref.name, dimensions)
             return inputs
 
-        def call(signature_name: str, output: str, decode: SignatureDecoder) -> PredictCall:
-            return PredictCall(
+        signature_name = _embedding_signature(
+            ref.name, options.prompt_name, self.api.signature_names(ref)
+        )
+        # Usage tokens are counted in the same worker call, by the model's own tokenizer on
+        # the text it embeds (the prompt included); 0 for a model without a preprocess
+        # signature.
+        result = await self.api.predict(
+            PredictCall(
                 model=ref,
                 signature_name=signature_name,
                 decode=decode,
                 exact_dtypes=True,
-                output_filter=(output,),
+                output_filter=(contract.EMBEDDING,),
                 deadline=deadline,
                 api="openai",
+                count_tokens=True,
             )
-
-        signature_names = self.api.signature_names(ref)
-        signature_name = _embedding_signature(ref.name, options.prompt_name, signature_names)
-        embed = self.api.predict(call(signature_name, contract.EMBEDDING, decode))
-        if contract.PREPROCESS in signature_names:
-            # Token counts come from the model's own tokenizer (its preprocess signature).
-            count = self.api.predict(
-                call(contract.PREPROCESS, contract.INPUT_MASK, lambda _signature: inputs)
-            )
-            result, counts = await asyncio.gather(embed, count)
-            tokens = int(np.asarray(counts.outputs[contract.INPUT_MASK]).sum())
-        else:
-            result, tokens = await embed, 0
+        )
+        counts = result.token_counts
+        tokens = int(counts.sum()) if counts is not None else 0
         vectors = np.asarray(result.outputs[contract.EMBEDDING], dtype=np.float32)
         if options.normalize:
             norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)

@@ -196,10 +196,15 @@ class ServingCore:
     async def _unload(self, key: tuple[str, int]) -> None:
         await self._pool.unload(key)
 
-    async def _run(
-        self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
-    ) -> tuple[dict[str, np.ndarray], float]:
-        return await self._pool.run(key, signature, inputs)
+    def _run(
+        self,
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool,
+    ) -> asyncio.Future[tuple[dict[str, np.ndarray], float]]:
+        return self._pool.run(key, signature, inputs, count_tokens=count_tokens)
 
     # --- polling -------------------------------------------------------------------------
 
@@ -290,6 +295,7 @@ class ServingCore:
         inputs: ValidatedInputs,
         *,
         deadline: float | None,
+        count_tokens: bool = False,
     ) -> Mapping[str, np.ndarray]:
         assert isinstance(servable, ServableVersion), "resolve() makes servables"
         if deadline is None:
@@ -309,6 +315,7 @@ class ServingCore:
                 deadline=deadline,
                 batchable=signature.batchable,
                 max_tokens=servable.max_seq_length,
+                count_tokens=count_tokens,
             )
         finally:
             servable.release()

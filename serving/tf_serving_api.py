@@ -30,6 +30,7 @@ from google.protobuf import text_format
 from clients.protos import signature_pb2
 from models import contract
 from serving.core_api import (
+    TOKEN_COUNTS,
     InferenceCore,
     ModelRef,
     PredictCall,
@@ -86,15 +87,24 @@ class TfServingApi:
                     f"outputs are {sorted(signature.outputs)}",
                 )
             checked = signature.validate(call.decode(signature), exact_dtypes=call.exact_dtypes)
-            outputs = await self.core.run(servable, signature, checked, deadline=call.deadline)
-            if call.output_filter:
-                outputs = {n: outputs[n] for n in call.output_filter}
+            # Tokens are counted by the model's preprocess signature, on text signatures only.
+            count_tokens = (
+                call.count_tokens
+                and contract.PREPROCESS in servable.specs
+                and contract.TEXT in signature.inputs
+            )
+            outputs = await self.core.run(
+                servable, signature, checked, deadline=call.deadline, count_tokens=count_tokens
+            )
+            token_counts = outputs.get(TOKEN_COUNTS) if count_tokens else None
+            outputs = {n: outputs[n] for n in (call.output_filter or outputs) if n != TOKEN_COUNTS}
             return PredictResult(
                 model_name=servable.model,
                 version=servable.version,
                 signature_name=name,
                 outputs=outputs,
                 signature_names=frozenset(servable.specs),
+                token_counts=token_counts,
             )
 
     def example_method(

@@ -1,16 +1,22 @@
 """The TF worker process: the only place TensorFlow runs (started with multiprocessing spawn).
 
 Protocol over one duplex ``multiprocessing`` pipe, tuples for cheap pickling:
-  parent -> worker: ("load", id, key, path, warmup) | ("unload", id, key) |
-                    ("run", id, key, signature, {input: ndarray}) | ("stop",)
-  worker -> parent: (id, True, payload) | (id, False, (code_name, message))
-``key`` is (model_name, version). A "run" payload is ({output: ndarray}, seconds inside TF).
+  parent -> worker: (LOAD, id, key, path, warmup) | (UNLOAD, id, key) |
+                    (RUN, id, key, signature, {input: ndarray}, count_tokens) | (STOP,)
+  worker -> parent: (id, True, payload) | (id, False, (Code, message)) | (READY, True, pid)
+``key`` is (model_name, version). A RUN payload is ({output: ndarray}, seconds inside TF);
+with ``count_tokens`` its outputs also hold ``TOKEN_COUNTS``: per text, the tokens the model
+read, counted by the model's own ``preprocess`` signature on the text the signature embeds
+(its sentence-transformers prompt prepended, from the model card), in the same call.
 The main thread only reads the pipe; runs go to a pool of ``num_threads`` threads and loads
 to one loader thread, so a slow load never stalls inference of other versions.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import json
 import os
 import threading
 import time
@@ -19,6 +25,23 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from models import contract
+from serving.core_api import TOKEN_COUNTS
+from serving.errors import Code
+
+
+class WorkerCommand(enum.Enum):
+    """What the parent asks the worker (the first element of each message)."""
+
+    LOAD = "load"
+    UNLOAD = "unload"
+    RUN = "run"
+    STOP = "stop"
+
+
+class WorkerEvent(enum.Enum):
+    """What the worker says unasked (in place of a request id)."""
+
+    READY = "ready"
 
 
 def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
@@ -40,12 +63,34 @@ def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     _Worker(conn, tf, int(settings.get("num_threads", 1))).serve()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    """One loaded version and the prompt each of its signatures prepends to its text."""
+
+    saved_model: Any
+    prompts: dict[str, str]  # signature name -> prompt ("" or absent: none)
+
+    @classmethod
+    def read(cls, saved_model: Any, path: str) -> _Loaded:
+        try:
+            with open(os.path.join(path, contract.MODEL_CARD_FILE), encoding="utf-8") as fh:
+                card = json.load(fh)
+        except (OSError, ValueError):
+            card = {}  # not one of our exports: no prompts
+        named = card.get("prompts") or {}
+        prompts = {contract.SERVING_PROMPT_PREFIX + name: p for name, p in named.items()}
+        default = card.get("default_prompt_name")
+        if default in named:
+            prompts[contract.SERVING_DEFAULT] = named[default]
+        return cls(saved_model, prompts)
+
+
 class _Worker:
     def __init__(self, conn: Connection, tf: Any, num_threads: int) -> None:
         self._conn = conn
         self._tf = tf
         self._send_lock = threading.Lock()
-        self._loaded: dict[tuple[str, int], Any] = {}
+        self._loaded: dict[tuple[str, int], _Loaded] = {}
         # One thread: run on the reader thread itself, one thread hop less per request.
         self._inline = num_threads <= 1
         self._runners = ThreadPoolExecutor(
@@ -54,23 +99,23 @@ class _Worker:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
 
     def serve(self) -> None:
-        self._send(("ready", True, os.getpid()))
+        self._send((WorkerEvent.READY, True, os.getpid()))
         while True:
             try:
                 msg = self._conn.recv()
             except (EOFError, OSError):
                 os._exit(0)  # parent is gone: nothing left to serve
             kind = msg[0]
-            if kind == "run":
+            if kind is WorkerCommand.RUN:
                 if self._inline:
                     self._run(*msg[1:])
                 else:
                     self._runners.submit(self._run, *msg[1:])
-            elif kind == "load":
+            elif kind is WorkerCommand.LOAD:
                 self._loader.submit(self._load, *msg[1:])
-            elif kind == "unload":
+            elif kind is WorkerCommand.UNLOAD:
                 self._loader.submit(self._unload, *msg[1:])
-            elif kind == "stop":
+            elif kind is WorkerCommand.STOP:
                 self._runners.shutdown(wait=True)
                 os._exit(0)
 
@@ -81,52 +126,67 @@ class _Worker:
             except (BrokenPipeError, OSError):
                 os._exit(0)
 
-    def _error_code(self, exc: BaseException) -> str:
+    def _error_code(self, exc: BaseException) -> Code:
         errors = self._tf.errors
         if isinstance(exc, errors.InvalidArgumentError):
-            return "INVALID_ARGUMENT"
+            return Code.INVALID_ARGUMENT
         if isinstance(exc, errors.ResourceExhaustedError | MemoryError):
-            return "RESOURCE_EXHAUSTED"
+            return Code.RESOURCE_EXHAUSTED
         if isinstance(exc, errors.NotFoundError):
-            return "NOT_FOUND"
+            return Code.NOT_FOUND
         if isinstance(exc, errors.FailedPreconditionError):
-            return "FAILED_PRECONDITION"
+            return Code.FAILED_PRECONDITION
         if isinstance(exc, TypeError | ValueError):
-            return "INVALID_ARGUMENT"
-        return "INTERNAL"
+            return Code.INVALID_ARGUMENT
+        return Code.INTERNAL
 
     def _run(
-        self, req_id: int, key: tuple[str, int], signature: str, inputs: dict[str, Any]
+        self,
+        req_id: int,
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, Any],
+        count_tokens: bool,
     ) -> None:
+        loaded = self._loaded.get(key)
+        if loaded is None:
+            message = f"{key[0]} version {key[1]} is not loaded in the worker"
+            self._send((req_id, False, (Code.UNAVAILABLE, message)))
+            return
         try:
-            fn = self._loaded[key].signatures[signature]
+            tf = self._tf
             t0 = time.perf_counter()
-            out = fn(**{name: self._tf.constant(value) for name, value in inputs.items()})
+            tensors = {name: tf.constant(value) for name, value in inputs.items()}
+            out = loaded.saved_model.signatures[signature](**tensors)
             arrays = {name: tensor.numpy() for name, tensor in out.items()}
+            if count_tokens:
+                arrays[TOKEN_COUNTS] = self._token_counts(loaded, signature, tensors)
             self._send((req_id, True, (arrays, time.perf_counter() - t0)))
-        except KeyError:
-            self._send(
-                (
-                    req_id,
-                    False,
-                    ("UNAVAILABLE", f"{key[0]} version {key[1]} is not loaded in the worker"),
-                )
-            )
         except Exception as exc:  # every TF failure is reported, never raised into the pool
-            self._send(
-                (req_id, False, (self._error_code(exc), f"{type(exc).__name__}: {exc}".strip()))
-            )
+            message = f"{type(exc).__name__}: {exc}".strip()
+            self._send((req_id, False, (self._error_code(exc), message)))
+
+    def _token_counts(self, loaded: _Loaded, signature: str, tensors: dict[str, Any]) -> Any:
+        """Tokens the model read per text: the ``preprocess`` signature's input_mask summed
+        over the text the signature embeds (prompt + text, truncated as the model truncates).
+        """
+        tf = self._tf
+        text = tensors[contract.TEXT]
+        prompt = loaded.prompts.get(signature, "")
+        if prompt:
+            text = tf.strings.join([prompt, text])
+        mask = loaded.saved_model.signatures[contract.PREPROCESS](text=text)[contract.INPUT_MASK]
+        return tf.reduce_sum(tf.cast(mask, tf.int64), axis=1).numpy()
 
     def _load(self, req_id: int, key: tuple[str, int], path: str, warmup: bool) -> None:
         try:
-            loaded = self._tf.saved_model.load(path, tags=["serve"])
-            n_warm = self._warmup(loaded, path) if warmup else 0
-            self._loaded[key] = loaded
+            saved_model = self._tf.saved_model.load(path, tags=["serve"])
+            n_warm = self._warmup(saved_model, path) if warmup else 0
+            self._loaded[key] = _Loaded.read(saved_model, path)
             self._send((req_id, True, n_warm))
         except Exception as exc:
-            self._send(
-                (req_id, False, ("INTERNAL", f"loading {path} failed: {type(exc).__name__}: {exc}"))
-            )
+            message = f"loading {path} failed: {type(exc).__name__}: {exc}"
+            self._send((req_id, False, (Code.INTERNAL, message)))
 
     def _unload(self, req_id: int, key: tuple[str, int]) -> None:
         self._loaded.pop(key, None)

@@ -42,6 +42,7 @@ import numpy as np
 
 from serving.errors import Code, ServingError
 from serving.serving_metrics import ServingMetrics
+from serving.tf_worker_main import WorkerCommand
 from serving.worker_process import WorkerProcess
 
 _LOG = logging.getLogger("textserve.worker")
@@ -200,7 +201,9 @@ class WorkerPool:
             return await self._switch(active, key, path, keep)
 
     async def _load_into(self, worker: _Worker, key: Key, path: str) -> int:
-        records = int(await worker.process.call("load", key, path, self._settings.warmup))
+        records = int(
+            await worker.process.call(WorkerCommand.LOAD, key, path, self._settings.warmup)
+        )
         worker.keys[key] = path
         return records
 
@@ -249,7 +252,7 @@ class WorkerPool:
                 continue
             try:
                 if worker is active and worker.process.alive:
-                    await worker.process.call("unload", key)
+                    await worker.process.call(WorkerCommand.UNLOAD, key)
                 # An older worker is stopped once drained: no need to unload from it first.
             finally:
                 worker.keys.pop(key, None)
@@ -258,26 +261,35 @@ class WorkerPool:
             sb.keys.pop(key, None)
             if sb.process.alive:
                 with contextlib.suppress(ServingError):
-                    await sb.process.call("unload", key)
+                    await sb.process.call(WorkerCommand.UNLOAD, key)
         self._retire_drained()
 
-    async def run(
-        self, key: Key, signature: str, inputs: dict[str, np.ndarray]
-    ) -> tuple[dict[str, np.ndarray], float]:
+    def run(
+        self,
+        key: Key,
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool = False,
+    ) -> asyncio.Future[tuple[dict[str, np.ndarray], float]]:
+        """Send the batch to the worker now; the future holds (outputs, seconds inside TF).
+        ``count_tokens``: the outputs also hold ``TOKEN_COUNTS`` (see tf_worker_main)."""
         # The newest live worker holding the version: old workers only finish what they hold.
         worker = next(
             (w for w in reversed(self._workers) if key in w.keys and w.process.alive), None
         )
         if worker is None:
             raise ServingError(Code.UNAVAILABLE, "the TF worker is restarting; retry shortly")
+        running = worker.process.send(WorkerCommand.RUN, key, signature, inputs, count_tokens)
         worker.inflight += 1
-        try:
-            outputs, seconds = await worker.process.call("run", key, signature, inputs)
-        finally:
+
+        def done(_: asyncio.Future[tuple[dict[str, np.ndarray], float]]) -> None:
             worker.inflight -= 1
             if worker is not self._active():
                 self._retire_drained()
-        return outputs, seconds
+
+        running.add_done_callback(done)
+        return running
 
     def _retire_drained(self) -> None:
         """Stop older workers that run nothing and hold nothing a newer one does not."""

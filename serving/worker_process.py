@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.errors import Code, ServingError
-from serving.tf_worker_main import worker_main
+from serving.tf_worker_main import WorkerCommand, WorkerEvent, worker_main
 
 _LOG = logging.getLogger("textserve.worker")
 
@@ -29,8 +29,10 @@ class WorkerProcess:
 
         worker = WorkerProcess(num_threads=2, on_exit=lambda code: ...)
         await worker.start()
-        await worker.call("load", ("m", 1), "/models/m/1", True)
-        outputs, seconds = await worker.call("run", ("m", 1), "serving_default", {"text": arr})
+        await worker.call(WorkerCommand.LOAD, ("m", 1), "/models/m/1", True)
+        outputs, seconds = await worker.call(
+            WorkerCommand.RUN, ("m", 1), "serving_default", {"text": arr}, False
+        )
     """
 
     def __init__(
@@ -92,10 +94,14 @@ class WorkerProcess:
                 Code.UNAVAILABLE, f"the TF worker did not start within {timeout:.0f} s"
             ) from exc
 
-    async def call(self, kind: str, *args: Any) -> Any:
+    async def call(self, kind: WorkerCommand, *args: Any) -> Any:
         """Send one command and await its reply; raises ServingError (UNAVAILABLE if the worker
         dies).
         """
+        return await self.send(kind, *args)
+
+    def send(self, kind: WorkerCommand, *args: Any) -> asyncio.Future[Any]:
+        """Send one command now; the future holds its reply (or the ServingError)."""
         if self._dead or self._conn is None or self._loop is None:
             raise ServingError(Code.UNAVAILABLE, "the TF worker is restarting; retry shortly")
         req_id = next(self._ids)
@@ -108,7 +114,7 @@ class WorkerProcess:
             raise ServingError(
                 Code.UNAVAILABLE, "the TF worker is restarting; retry shortly"
             ) from exc
-        return await fut
+        return fut
 
     def _on_readable(self) -> None:
         conn = self._conn
@@ -117,7 +123,7 @@ class WorkerProcess:
         try:
             while conn.poll():
                 req_id, ok, payload = conn.recv()
-                if req_id == "ready":
+                if req_id is WorkerEvent.READY:
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(payload)
                     continue
@@ -127,8 +133,8 @@ class WorkerProcess:
                 if ok:
                     fut.set_result(payload)
                 else:
-                    code_name, message = payload
-                    fut.set_exception(ServingError(Code[code_name], message))
+                    code, message = payload
+                    fut.set_exception(ServingError(code, message))
         except (EOFError, OSError):
             self._handle_death()
 
@@ -182,7 +188,7 @@ class WorkerProcess:
             return
         if not self._dead and self._conn is not None:
             try:
-                self._conn.send(("stop",))
+                self._conn.send((WorkerCommand.STOP,))
             except (BrokenPipeError, OSError):
                 pass
         proc = self._proc

@@ -32,7 +32,12 @@ class CostedModel:
         self.batches: list[int] = []
 
     async def __call__(
-        self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
+        self,
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool = False,
     ) -> tuple[dict[str, np.ndarray], float]:
         texts = list(inputs["text"])
         longest = max(estimated_tokens(len(t), MAX_SEQ) for t in texts)
@@ -141,7 +146,11 @@ def test_at_3x_load_almost_no_admitted_request_misses_its_deadline() -> None:
     rng = random.Random(0)
 
     async def model(
-        key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool = False,
     ) -> tuple[dict[str, np.ndarray], float]:
         texts = list(inputs["text"])
         longest = max(estimated_tokens(len(t)) for t in texts)

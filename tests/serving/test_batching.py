@@ -34,7 +34,12 @@ class RecordingModel:
         self.row_delay = row_delay  # a cost per row, as a real model has
 
     async def __call__(
-        self, key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
+        self,
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool = False,
     ) -> tuple[dict[str, np.ndarray], float]:
         texts = list(inputs["text"])
         self.batches.append(texts)
@@ -375,7 +380,11 @@ def test_without_batching_each_request_runs_alone_and_whole() -> None:
 
 def test_worker_failure_reaches_every_caller_of_the_batch() -> None:
     async def failing(
-        key: tuple[str, int], signature: str, inputs: dict[str, np.ndarray]
+        key: tuple[str, int],
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        count_tokens: bool = False,
     ) -> tuple[dict[str, np.ndarray], float]:
         raise ServingError(Code.UNAVAILABLE, "worker died")
 
