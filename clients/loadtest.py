@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from clients._settings import DEFAULT_TIMEOUT_S
 from clients.async_grpc_client import AsyncGrpcClient
 from clients.async_rest_client import AsyncRestClient
 from clients.errors import TextServeError
@@ -57,7 +58,8 @@ class LoadTestConfig:
     warmup_s: float = 2.0  # per level; longer = steadier figures, costs wall time
     duration_s: float = 10.0  # measured time per level
     max_requests: int | None = None  # per level (measured ones), None = only the time bound
-    timeout_s: float = 30.0  # deadline of each request; a late answer is an error, not lost
+    # Deadline of each request; a late answer is an error, not lost.
+    timeout_s: float = DEFAULT_TIMEOUT_S
     atol: float = 1e-4  # max |row - reference| per element; row swaps differ by ~0.1
     reference_savedmodel: Path | None = None  # else: first pass at concurrency 1 on the target
     tls: TlsConfig | None = None

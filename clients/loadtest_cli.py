@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from clients._settings import DEFAULT_TIMEOUT_S
 from clients.loadtest import TARGETS, LoadTestConfig, run_load_test
 from clients.loadtest_workload import Workload
 from clients.tls_config import TlsConfig
@@ -96,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds per level, not in figures")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
     p.add_argument("--max-requests", type=int, default=None, help="measured requests per level")
-    p.add_argument("--timeout", type=float, default=30.0, help="deadline of each request, seconds")
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline of each request, seconds"
+    )
     p.add_argument(
         "--atol",
         type=float,
