@@ -90,7 +90,8 @@ class TransformerLayer(keras.layers.Layer):
             [self.query.kernel, self.key.kernel, self.value.kernel], axis=1
         )
         qkv_bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
-        qkv = packing.unpack(ops.matmul(hidden, qkv_kernel) + qkv_bias)
+        # Padded slots hold copies of a real token: masked as keys, dropped as queries.
+        qkv = packing.unpack(ops.matmul(hidden, qkv_kernel) + qkv_bias, zeros_at_padding=False)
         # [batch, seq, 3, heads, head] -> [3, batch, heads, seq, head]
         qkv = ops.transpose(
             ops.reshape(qkv, (batch, seq, 3, self.num_heads, self.head_size)), (2, 0, 3, 1, 4)
