@@ -124,7 +124,11 @@ def build_text_model(
     from models.tokenizers import text_tokenizer_from_checkpoint
 
     config = loader.config
-    encoder, head, load_report = build_encoder_and_head(loader, task=task)
+    # XLA compiles one program per padded shape (the length buckets): packing the real tokens
+    # would make the token count dynamic again, so jit_compile exports compute the padding.
+    encoder, head, load_report = build_encoder_and_head(
+        loader, task=task, skip_padding=not jit_compile
+    )
     # The tokenizer takes seconds to derive; a checkpoint that cannot load fails before that.
     try:
         pad_to_longest = length_buckets is None and not jit_compile
