@@ -84,19 +84,15 @@ class TransformerLayer(keras.layers.Layer):
     def call(self, hidden: Any, attention_bias: Any, *, packing: TokenPacking) -> Any:
         """``hidden`` is ``[tokens, hidden]`` (packed); returns the same layout."""
         batch, seq = packing.batch_size, packing.seq_length
-        # One [hidden, 3 * hidden] matmul instead of three: the checkpoint keeps three tensors,
-        # concatenated here (a copy of 3 * hidden**2 floats, small next to the matmul).
-        qkv_kernel = ops.concatenate(
-            [self.query.kernel, self.key.kernel, self.value.kernel], axis=1
-        )
-        qkv_bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
-        # Padded slots hold copies of a real token: masked as keys, dropped as queries.
-        qkv = packing.unpack(ops.matmul(hidden, qkv_kernel) + qkv_bias, zeros_at_padding=False)
-        # [batch, seq, 3, heads, head] -> [3, batch, heads, seq, head]
-        qkv = ops.transpose(
-            ops.reshape(qkv, (batch, seq, 3, self.num_heads, self.head_size)), (2, 0, 3, 1, 4)
-        )
-        q, k, v = qkv[0], qkv[1], qkv[2]
+
+        def heads(dense: keras.layers.Dense) -> Any:
+            # [tokens, hidden] -> [batch, heads, seq, head]; padded slots hold copies of a real
+            # token: masked as keys, dropped as queries.
+            projected = packing.unpack(dense(hidden), zeros_at_padding=False)
+            split = ops.reshape(projected, (batch, seq, self.num_heads, self.head_size))
+            return ops.transpose(split, (0, 2, 1, 3))
+
+        q, k, v = heads(self.query), heads(self.key), heads(self.value)
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
         probs = ops.softmax(scores + attention_bias, axis=-1)
         context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
