@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from models import contract
+from models.layers.layer_norm import LayerNorm
 from models.layers.token_packing import TokenPacking
 from models.layers.transformer_layer import TransformerLayer
 
@@ -108,7 +109,7 @@ class BertEncoder(keras.Model):
             if type_vocab_size
             else None
         )
-        self.embeddings_layer_norm = keras.layers.LayerNormalization(
+        self.embeddings_layer_norm = LayerNorm(
             epsilon=layer_norm_epsilon, name="embeddings_layer_norm"
         )
         # ELECTRA and ALBERT factorize the embeddings: a narrower table, then a projection.

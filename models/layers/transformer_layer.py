@@ -20,6 +20,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from models.layers.layer_norm import LayerNorm
 from models.layers.token_packing import TokenPacking
 
 
@@ -63,14 +64,12 @@ class TransformerLayer(keras.layers.Layer):
         self.key = keras.layers.Dense(hidden_size, name="key")
         self.value = keras.layers.Dense(hidden_size, name="value")
         self.attention_output = keras.layers.Dense(hidden_size, name="attention_output")
-        self.attention_layer_norm = keras.layers.LayerNormalization(
+        self.attention_layer_norm = LayerNorm(
             epsilon=layer_norm_epsilon, name="attention_layer_norm"
         )
         self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate")
         self.output_dense = keras.layers.Dense(hidden_size, name="output_dense")
-        self.output_layer_norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="output_layer_norm"
-        )
+        self.output_layer_norm = LayerNorm(epsilon=layer_norm_epsilon, name="output_layer_norm")
 
     def build(self, input_shape: Any) -> None:
         hidden_shape = (None, self.hidden_size)
