@@ -49,6 +49,7 @@ class TransformerLayer(keras.layers.Layer):
         intermediate_size: int,
         hidden_act: str,
         layer_norm_epsilon: float,
+        matmul_dtype: str = "float32",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,17 +58,20 @@ class TransformerLayer(keras.layers.Layer):
         self.intermediate_size = intermediate_size
         self.hidden_act = hidden_act
         self.layer_norm_epsilon = layer_norm_epsilon
+        # precision: the Keras dtype policy of the projections and FFN ("bfloat16": weights and
+        # matmuls in bf16); attention's matmuls follow it, the rest stays float32.
+        self.matmul_dtype = matmul_dtype
         self.head_size = hidden_size // num_heads
         self._act = activation_fn(hidden_act)
-        self.query = keras.layers.Dense(hidden_size, name="query")
-        self.key = keras.layers.Dense(hidden_size, name="key")
-        self.value = keras.layers.Dense(hidden_size, name="value")
-        self.attention_output = keras.layers.Dense(hidden_size, name="attention_output")
+        self.query = keras.layers.Dense(hidden_size, name="query", dtype=matmul_dtype)
+        self.key = keras.layers.Dense(hidden_size, name="key", dtype=matmul_dtype)
+        self.value = keras.layers.Dense(hidden_size, name="value", dtype=matmul_dtype)
+        self.attention_output = keras.layers.Dense(hidden_size, name="attention_output", dtype=matmul_dtype)
         self.attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="attention_layer_norm"
         )
-        self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate")
-        self.output_dense = keras.layers.Dense(hidden_size, name="output_dense")
+        self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate", dtype=matmul_dtype)
+        self.output_dense = keras.layers.Dense(hidden_size, name="output_dense", dtype=matmul_dtype)
         self.output_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="output_layer_norm"
         )
@@ -90,18 +94,21 @@ class TransformerLayer(keras.layers.Layer):
             [self.query.kernel, self.key.kernel, self.value.kernel], axis=1
         )
         qkv_bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
-        qkv = packing.unpack(ops.matmul(hidden, qkv_kernel) + qkv_bias)
+        low = self.query.compute_dtype  # precision: a no-op cast when float32
+        qkv = packing.unpack(ops.matmul(ops.cast(hidden, low), qkv_kernel) + qkv_bias)
         # [batch, seq, 3, heads, head] -> [3, batch, heads, seq, head]
         qkv = ops.transpose(
             ops.reshape(qkv, (batch, seq, 3, self.num_heads, self.head_size)), (2, 0, 3, 1, 4)
         )
         q, k, v = qkv[0], qkv[1], qkv[2]
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
-        probs = ops.softmax(scores + attention_bias, axis=-1)
-        context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
+        scores = ops.cast(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), "float32")
+        probs = ops.softmax(scores * (1.0 / math.sqrt(self.head_size)) + attention_bias, axis=-1)
+        context = ops.transpose(ops.matmul(ops.cast(probs, low), v), (0, 2, 1, 3))
         context = packing.pack(ops.reshape(context, (batch, seq, self.hidden_size)))
-        hidden = self.attention_layer_norm(hidden + self.attention_output(context))
-        ffn = self.output_dense(self._act(self.intermediate(hidden)))
+        hidden = self.attention_layer_norm(
+            hidden + ops.cast(self.attention_output(context), "float32")
+        )
+        ffn = ops.cast(self.output_dense(self._act(self.intermediate(hidden))), "float32")
         return self.output_layer_norm(hidden + ffn)
 
     def checkpoint_variables(
@@ -134,5 +141,6 @@ class TransformerLayer(keras.layers.Layer):
             intermediate_size=self.intermediate_size,
             hidden_act=self.hidden_act,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            matmul_dtype=self.matmul_dtype,
         )
         return config
