@@ -161,10 +161,7 @@ def export_model(
         loader = CheckpointLoader(opened.model_dir)
         task = checkpoint_task(loader, task)
         opened.check_task(task)
-        if (
-            precision != contract.PRECISION_FLOAT32
-            and task == contract.TASK_TOKEN_CLASSIFICATION
-        ):
+        if precision != contract.PRECISION_FLOAT32 and task == contract.TASK_TOKEN_CLASSIFICATION:
             raise ExportConfigError(
                 Keyword("precision"),
                 f" {precision} is not offered for {task} exports: their entities are verified "

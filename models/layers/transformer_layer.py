@@ -66,11 +66,15 @@ class TransformerLayer(keras.layers.Layer):
         self.query = keras.layers.Dense(hidden_size, name="query", dtype=matmul_dtype)
         self.key = keras.layers.Dense(hidden_size, name="key", dtype=matmul_dtype)
         self.value = keras.layers.Dense(hidden_size, name="value", dtype=matmul_dtype)
-        self.attention_output = keras.layers.Dense(hidden_size, name="attention_output", dtype=matmul_dtype)
+        self.attention_output = keras.layers.Dense(
+            hidden_size, name="attention_output", dtype=matmul_dtype
+        )
         self.attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="attention_layer_norm"
         )
-        self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate", dtype=matmul_dtype)
+        self.intermediate = keras.layers.Dense(
+            intermediate_size, name="intermediate", dtype=matmul_dtype
+        )
         self.output_dense = keras.layers.Dense(hidden_size, name="output_dense", dtype=matmul_dtype)
         self.output_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="output_layer_norm"

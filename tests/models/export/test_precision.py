@@ -123,9 +123,7 @@ def test_bf16_classifier_with_xla_is_verified(
 ) -> None:
     """Logits and labels checked with bf16's tolerance, through the XLA-compiled encoder."""
     output = tmp_path / "classifier" / "1"
-    report = _export(
-        tiny_checkpoint("classification"), output, precision=BF16, jit_compile=True
-    )
+    report = _export(tiny_checkpoint("classification"), output, precision=BF16, jit_compile=True)
     assert report.verified and report.max_abs_diff is not None
     assert 0 < report.max_abs_diff <= BFLOAT16_TOLERANCES[contract.TASK_CLASSIFICATION]
     outputs = tf.saved_model.load(str(output)).signatures[contract.SERVING_DEFAULT](
