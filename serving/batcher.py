@@ -6,13 +6,16 @@ formed when a worker slot (``num_batch_threads``) is free and either nothing els
 ``max_batch_size`` rows, or the oldest request has waited ``batch_timeout_micros``. Under
 load every slot is busy and requests pile up into large batches by themselves.
 
-Length grouping: the exported models pad each batch to its longest text, so a batch costs
-about rows x tokens of its longest text, plus a fixed cost per batch. The batcher sorts the
+Length grouping: a model that pads each batch to its longest text (any TF Serving model)
+costs about rows x tokens of its longest text, plus a fixed cost per batch. The batcher sorts the
 queued requests by length, splits them into the batches of least estimated total cost (a
 dynamic programme over the sorted order, within ``max_batch_size`` and ``max_batch_tokens``)
 and runs the batch that holds the oldest request (no starvation). Texts of nearly equal
 length share a batch, a long text does not pad many short ones, and a batch is not split
-into small ones when the per-batch cost outweighs the padding saved.
+into small ones when the per-batch cost outweighs the padding saved. Our exports skip padding
+(their model card says ``skips_padding``: the encoder runs on the batch's real tokens only), so
+a batch of theirs costs the sum of its texts' tokens: their requests are batched in arrival
+order, and costed by their own tokens.
 
 A request larger than ``max_batch_size`` is split into chunks that are queued separately and
 reassembled in order; every caller gets exactly its own rows.
@@ -145,6 +148,9 @@ class Batcher:
         # model key -> fixed + per padded token cost of a batch (rows x estimated tokens of the
         # longest text): a batch's cost grows with its longest text, not only with its rows.
         self._costs: dict[tuple[str, int], BatchCostModel] = {}
+        # model key -> its encoder runs on real tokens only: a batch costs the sum of its texts'
+        # tokens (each request's rows x its longest text), in any order.
+        self._skips_padding: dict[tuple[str, int], bool] = {}
         self._queued_tokens: dict[tuple[Any, ...], int] = collections.defaultdict(int)
         # Measured queue wait / estimated queue wait: what the cost model misses (gaps between
         # batches, a busy event loop, length grouping letting short texts overtake long ones).
@@ -173,16 +179,20 @@ class Batcher:
         deadline: float,
         batchable: bool,
         max_tokens: int = 0,
+        skips_padding: bool = False,
         count_tokens: bool = False,
     ) -> dict[str, np.ndarray]:
         """Run ``inputs`` (all with ``rows`` rows when ``batchable``) and return this request's
         outputs. ``text_length``: the longest text in UTF-8 bytes; ``max_tokens``: the model's
-        max_seq_length (0 if unknown); ``count_tokens``: the outputs also hold the worker's
+        max_seq_length (0 if unknown); ``skips_padding``: the model computes real tokens only
+        (a batch costs its texts' tokens; no length grouping); ``count_tokens``: the outputs
+        also hold the worker's
         ``TOKEN_COUNTS`` (such requests are batched only with each other).
         """
         s = self._s
         solo = not (s.enabled and batchable)
         tokens = estimated_tokens(text_length, max_tokens) if text_length else 0
+        self._skips_padding[key] = skips_padding
         if solo or rows <= s.max_batch_size:
             self._admit_size(key, rows, tokens, deadline, chunks=1)
             return await self._submit_one(
@@ -459,9 +469,10 @@ class Batcher:
             # caps batches well below max_batch_size (TF Serving's default is 1000 rows, ~10 s
             # on 2 CPU cores), so an admitted request is not sunk by the rows it is batched with.
             cost_model = self._costs.get(qkey[0])
-            end_by, longest = head.deadline, head.length
+            end_by, longest, own_tokens = head.deadline, head.length, 0
             token_cap = self._s.max_batch_tokens
-            if self._s.length_grouping:
+            packed = self._skips_padding.get(qkey[0], False)
+            if self._s.length_grouping and not packed:
                 batchable = [it for it in live[:_PLAN_WINDOW] if not it.solo]
                 order = _plan_batch(batchable, head, budget, token_cap)
             else:
@@ -469,13 +480,17 @@ class Batcher:
             for it in order:
                 if it.solo:
                     continue
-                tokens = (used + it.rows) * max(longest, it.length)
+                if packed:
+                    tokens = own_tokens + it.rows * it.length
+                else:
+                    tokens = (used + it.rows) * max(longest, it.length)
                 cost = cost_model.seconds(padded_tokens=tokens) if cost_model else 0.0
                 fits_deadlines = not chosen or now + cost * _HEADROOM <= min(end_by, it.deadline)
                 fits_tokens = not chosen or not token_cap or tokens <= token_cap
                 if used + it.rows <= budget and fits_deadlines and fits_tokens:
                     chosen.append(it)
                     used += it.rows
+                    own_tokens += it.rows * it.length
                     end_by, longest = min(end_by, it.deadline), max(longest, it.length)
                 if used >= budget:
                     break
@@ -525,7 +540,12 @@ class Batcher:
                     for n, a in inputs.items()
                 }
         longest = max(it.length for it in items)
-        tokens = padded_rows * max(1, longest)
+        if self._skips_padding.get(key, False):
+            # Real tokens only (TF Serving's padding rows are copies of the last row).
+            tokens = sum(it.rows * max(1, it.length) for it in items)
+            tokens += (padded_rows - rows) * max(1, items[-1].length)
+        else:
+            tokens = padded_rows * max(1, longest)
         cost_model = self._costs.setdefault(key, BatchCostModel())
         return _Batch(
             key=key,
@@ -626,7 +646,7 @@ class _Batch:
     inputs: dict[str, np.ndarray]
     padded_rows: int
     longest: int  # estimated tokens of the longest text
-    tokens: int  # padded tokens: padded_rows x longest
+    tokens: int  # the batch's tokens as costed: padded_rows x longest, or real tokens only
     cost_model: BatchCostModel
     estimate: float  # seconds, from the cost model when formed
 

@@ -45,8 +45,10 @@ class ServableVersion:
     inflight: int = 0
     fingerprint: tuple[float, int] = (0.0, 0)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    # From the export's model card: the batcher costs texts at most this long (0: unknown).
+    # From the export's model card: the batcher costs texts at most this long (0: unknown),
+    # and as their own tokens only when the encoder skips padding (no length grouping needed).
     max_seq_length: int = 0
+    skips_padding: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -87,16 +89,18 @@ def _fingerprint(path: str) -> tuple[float, int]:
     return newest, count
 
 
-def _card_max_seq_length(path: str) -> int:
-    """max_seq_length from the export's model card; 0 for SavedModels without one (any
-    TF Serving model): their texts are costed at their full estimated length.
+def _card_costing(path: str) -> tuple[int, bool]:
+    """(max_seq_length, skips_padding) from the export's model card; (0, False) for SavedModels
+    without one (any TF Serving model): their texts are costed at their full estimated length,
+    padded to the longest of their batch.
     """
     try:
         with open(os.path.join(path, contract.MODEL_CARD_FILE), encoding="utf-8") as fh:
-            value = json.load(fh).get("max_seq_length")
+            card = json.load(fh)
+        value, skips = card.get("max_seq_length"), card.get("skips_padding")
     except (OSError, ValueError, AttributeError):
-        return 0
-    return int(value) if isinstance(value, int) and value > 0 else 0
+        return 0, False
+    return (int(value) if isinstance(value, int) and value > 0 else 0), skips is True
 
 
 def _no_versions_message(name: str, base_path: str) -> str:
@@ -234,7 +238,7 @@ class ModelManager:
         try:
             with open(os.path.join(sv.path, "saved_model.pb"), "rb") as fh:
                 sv.signature_defs, sv.specs = parse_saved_model_signatures(fh.read())
-            sv.max_seq_length = _card_max_seq_length(sv.path)
+            sv.max_seq_length, sv.skips_padding = _card_costing(sv.path)
             records = await self._load(sv.key, sv.path, self._keep())
         except ServingError as exc:
             if exc.code is Code.UNAVAILABLE:

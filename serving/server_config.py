@@ -55,9 +55,10 @@ class BatchingConfig:
     max_batch_size: int = 1000  # rows per executed batch; bigger requests are split
     batch_timeout_micros: int = 0  # how long a partial batch may wait for more rows
     max_enqueued_batches: int = 10  # queue bound = max_enqueued_batches x max_batch_size rows
-    # Batches running at once in the worker. 1 on CPU: TensorFlow already spreads one batch
-    # over all cores (intra-op threads), and a single thread runs it on the worker's pipe
-    # reader (measured here: batch-1 round trip 1.1 ms with 1 thread vs 3.1 ms with 2).
+    # Batches running at once in the worker. 1 on CPU: the worker already spreads one batch
+    # over all cores (one single-threaded sub-batch per core, serving/sub_batches.py), and a
+    # single slot runs it on the worker's pipe reader (measured here: batch-1 round trip
+    # 1.1 ms with 1 thread vs 3.1 ms with 2).
     num_batch_threads: int = 1
     allowed_batch_sizes: tuple[int, ...] = ()  # pad each batch up to one of these row counts
     pad_variable_length_inputs: bool = False

@@ -141,7 +141,8 @@ def _flag_groups(c: ServerConfig) -> dict[str, tuple[_Flag, ...]]:
             _Flag(
                 "tensorflow_intra_op_parallelism",
                 c.intra_op_parallelism,
-                "TF intra-op threads in the worker (0: TF's choice).",
+                "TF intra-op threads in the worker; each batch is split into cores / N parts run "
+                "in parallel (0: 1 thread and one part per core, measured fastest on CPU).",
                 int,
                 field="intra_op_parallelism",
             ),

@@ -315,6 +315,7 @@ class ServingCore:
                 deadline=deadline,
                 batchable=signature.batchable,
                 max_tokens=servable.max_seq_length,
+                skips_padding=servable.skips_padding,
                 count_tokens=count_tokens,
             )
         finally:

@@ -10,6 +10,11 @@ read, counted by the model's own ``preprocess`` signature on the text the signat
 (its sentence-transformers prompt prepended, from the model card), in the same call.
 The main thread only reads the pipe; runs go to a pool of ``num_threads`` threads and loads
 to one loader thread, so a slow load never stalls inference of other versions.
+
+Threads: unless the operator sets ``--tensorflow_intra_op_parallelism``, TensorFlow gets one
+intra-op thread and each batch is split into one sub-batch per core, run in parallel
+(:mod:`serving.sub_batches`: faster per batch and per lone text than one call over all cores).
+With intra-op threads set to N, a batch is split into cores // N parts (1 part: one call).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from models import contract
 from serving.core_api import TOKEN_COUNTS
 from serving.errors import Code
+from serving.sub_batches import SubBatches, worker_threads
 
 
 class WorkerCommand(enum.Enum):
@@ -56,11 +62,11 @@ def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     except ImportError:
         pass  # models without tf-text ops still load; others fail with TF's own message
 
-    if settings.get("intra_op", 0):
-        tf.config.threading.set_intra_op_parallelism_threads(int(settings["intra_op"]))
+    intra_op, parts = worker_threads(int(settings.get("intra_op", 0)))
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     if settings.get("inter_op", 0):
         tf.config.threading.set_inter_op_parallelism_threads(int(settings["inter_op"]))
-    _Worker(conn, tf, int(settings.get("num_threads", 1))).serve()
+    _Worker(conn, tf, int(settings.get("num_threads", 1)), SubBatches(parts=parts)).serve()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +75,8 @@ class _Loaded:
 
     saved_model: Any
     prompts: dict[str, str]  # signature name -> prompt ("" or absent: none)
+    # Signatures whose outputs all have fixed trailing dimensions: their batches can be split.
+    splittable: frozenset[str] = frozenset()
 
     @classmethod
     def read(cls, saved_model: Any, path: str) -> _Loaded:
@@ -82,13 +90,22 @@ class _Loaded:
         default = card.get("default_prompt_name")
         if default in named:
             prompts[contract.SERVING_DEFAULT] = named[default]
-        return cls(saved_model, prompts)
+        splittable = frozenset(
+            name
+            for name, fn in saved_model.signatures.items()
+            if all(
+                spec.shape.rank is not None and spec.shape[1:].is_fully_defined()
+                for spec in fn.structured_outputs.values()
+            )
+        )
+        return cls(saved_model, prompts, splittable)
 
 
 class _Worker:
-    def __init__(self, conn: Connection, tf: Any, num_threads: int) -> None:
+    def __init__(self, conn: Connection, tf: Any, num_threads: int, parts: SubBatches) -> None:
         self._conn = conn
         self._tf = tf
+        self._parts = parts
         self._send_lock = threading.Lock()
         self._loaded: dict[tuple[str, int], _Loaded] = {}
         # One thread: run on the reader thread itself, one thread hop less per request.
@@ -117,6 +134,7 @@ class _Worker:
                 self._loader.submit(self._unload, *msg[1:])
             elif kind is WorkerCommand.STOP:
                 self._runners.shutdown(wait=True)
+                self._parts.close()
                 os._exit(0)
 
     def _send(self, reply: tuple[Any, ...]) -> None:
@@ -153,14 +171,21 @@ class _Worker:
             message = f"{key[0]} version {key[1]} is not loaded in the worker"
             self._send((req_id, False, (Code.UNAVAILABLE, message)))
             return
-        try:
-            tf = self._tf
-            t0 = time.perf_counter()
-            tensors = {name: tf.constant(value) for name, value in inputs.items()}
-            out = loaded.saved_model.signatures[signature](**tensors)
-            arrays = {name: tensor.numpy() for name, tensor in out.items()}
+        tf = self._tf
+        fn = loaded.saved_model.signatures.get(signature)
+
+        def call(part: dict[str, Any]) -> dict[str, Any]:
+            tensors = {name: tf.constant(value) for name, value in part.items()}
+            arrays = {name: tensor.numpy() for name, tensor in fn(**tensors).items()}
             if count_tokens:
                 arrays[TOKEN_COUNTS] = self._token_counts(loaded, signature, tensors)
+            return arrays
+
+        try:
+            if fn is None:
+                raise self._tf.errors.NotFoundError(None, None, f"no signature {signature!r}")
+            t0 = time.perf_counter()
+            arrays = self._parts.run(call, inputs, splittable=signature in loaded.splittable)
             self._send((req_id, True, (arrays, time.perf_counter() - t0)))
         except Exception as exc:  # every TF failure is reported, never raised into the pool
             message = f"{type(exc).__name__}: {exc}".strip()

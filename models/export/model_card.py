@@ -51,6 +51,9 @@ class ModelCard(TypedDict):
     max_seq_length: int
     length_buckets: list[int]
     padding: str
+    # The encoder computes the batch's real tokens only (packed): a batch costs its tokens, not
+    # rows x its longest text, so a server need not group texts by length.
+    skips_padding: bool
     do_lower_case: bool
     vocab_size: int
     signatures: list[str]
@@ -111,6 +114,7 @@ def build_model_card(
         "max_seq_length": model.tokenizer.max_seq_length,
         "length_buckets": list(model.tokenizer.length_buckets),
         "padding": "longest" if model.tokenizer.pad_to_longest else "bucket",
+        "skips_padding": bool(getattr(model.encoder, "skip_padding", False)),
         "do_lower_case": bool(model.tokenizer.do_lower_case),
         "vocab_size": model.tokenizer.vocab_size,
         "signatures": signatures,

@@ -43,18 +43,26 @@ class TokenPacking:
         num_tokens = ops.shape(self._token_index)[0]
         #: [batch, seq] int32: each slot's packed row, or ``num_tokens`` (a zero row) at padding.
         packed_row = ops.cumsum(ops.cast(real, "int32")) - 1
-        self._padded_index = ops.reshape(
-            ops.where(real, packed_row, num_tokens), (self.batch_size, self.seq_length)
-        )
+        shape = (self.batch_size, self.seq_length)
+        self._padded_index = ops.reshape(ops.where(real, packed_row, num_tokens), shape)
+        #: the same with row 0 (any real token) at padding: no zero row to append.
+        self._padded_index_any = ops.reshape(ops.where(real, packed_row, 0), shape)
 
     def pack(self, padded: Any) -> Any:
         """``[batch, seq, ...]`` -> ``[tokens, ...]``."""
         flat = ops.reshape(padded, (self.batch_size * self.seq_length, *ops.shape(padded)[2:]))
         return ops.take(flat, self._token_index, axis=0) if self.skip_padding else flat
 
-    def unpack(self, packed: Any) -> Any:
-        """``[tokens, ...]`` -> ``[batch, seq, ...]`` (zeros at the skipped padded positions)."""
+    def unpack(self, packed: Any, *, zeros_at_padding: bool = True) -> Any:
+        """``[tokens, ...]`` -> ``[batch, seq, ...]``, zeros at the skipped padded positions.
+
+        ``zeros_at_padding=False`` leaves a copy of some real token there instead, one copy
+        less: for attention's keys and values, which the attention bias masks at padding, and
+        its queries, whose padded rows :meth:`pack` drops.
+        """
         if not self.skip_padding:
             return ops.reshape(packed, (self.batch_size, self.seq_length, *ops.shape(packed)[1:]))
+        if not zeros_at_padding:
+            return ops.take(packed, self._padded_index_any, axis=0)
         with_zero_row = ops.concatenate([packed, ops.zeros_like(packed[:1])], axis=0)
         return ops.take(with_zero_row, self._padded_index, axis=0)

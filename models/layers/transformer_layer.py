@@ -99,7 +99,10 @@ class TransformerLayer(keras.layers.Layer):
         )
         qkv_bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
         low = self.query.compute_dtype  # precision: a no-op cast when float32
-        qkv = packing.unpack(ops.matmul(ops.cast(hidden, low), qkv_kernel) + qkv_bias)
+        # Padded slots hold copies of a real token: masked as keys, dropped as queries.
+        qkv = packing.unpack(
+            ops.matmul(ops.cast(hidden, low), qkv_kernel) + qkv_bias, zeros_at_padding=False
+        )
         # [batch, seq, 3, heads, head] -> [3, batch, heads, seq, head]
         qkv = ops.transpose(
             ops.reshape(qkv, (batch, seq, 3, self.num_heads, self.head_size)), (2, 0, 3, 1, 4)

@@ -8,7 +8,10 @@ One run, one process, the same 2,758 stsb-en-test sentences for every system:
 Systems (text in, L2-normalized mean-pooled embedding out, each with its own tokenizer):
 
 - **textserve SavedModel**: ``serving_default`` of the export (in-graph tokenizer, encoder,
-  pooling in one TF call);
+  pooling in one TF call), run as textserve-server's worker runs it (``--threads server``,
+  the default: one TF intra-op thread, each batch split into one part per core run in
+  parallel, ``serving/sub_batches.py``) or in one call with TensorFlow's default threads
+  (``--threads tf-default``; TF's thread pools are per process, so one run measures one);
 - **ONNX Runtime**: a plain ``torch.onnx`` export of the same checkpoint (opset 17,
   ``ORT_ENABLE_ALL``, intra-op threads = cores), the HF fast tokenizer, numpy pooling;
 - **sentence-transformers** (PyTorch), ``encode(batch_size=32)``;
@@ -43,6 +46,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from serving.sub_batches import SubBatches, worker_threads  # noqa: E402
 from tests.support.data import STSB_EN  # noqa: E402
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -79,13 +83,17 @@ def _run(
     return len(texts) / (time.perf_counter() - started), out
 
 
-def _savedmodel(path: Path) -> Encode:
+def _savedmodel(path: Path, parts: SubBatches) -> Encode:
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
 
+    def call(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"embedding": serve(text=tf.constant(inputs["text"]))["embedding"].numpy()}
+
     def encode(texts: list[str]) -> np.ndarray:
-        return serve(text=tf.constant(texts))["embedding"].numpy()
+        text = np.array([t.encode() for t in texts], dtype=object)
+        return parts.run(call, {"text": text}, splittable=True)["embedding"]
 
     return encode
 
@@ -153,19 +161,28 @@ def _sentence_transformers(checkpoint: Path) -> Encode:
     return encode
 
 
-def _matmul_peak() -> float:
+def _matmul_peak(parallel: int) -> float:
+    """FLOP/s of 1024^2 fp32 matmuls, ``parallel`` calls at once (one per part: with one
+    intra-op thread, one call uses one core)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import tensorflow as tf
 
     a = tf.random.normal([1024, 1024])
     matmul = tf.function(lambda x: tf.matmul(x, x))
     matmul(a).numpy()
-    best = 0.0
-    for _ in range(5):
-        started = time.perf_counter()
+
+    def ten() -> None:
         for _ in range(10):
             result = matmul(a)
         result.numpy()
-        best = max(best, 10 * 2 * 1024**3 / (time.perf_counter() - started))
+
+    best = 0.0
+    with ThreadPoolExecutor(parallel) as pool:
+        for _ in range(5):
+            started = time.perf_counter()
+            list(pool.map(lambda _: ten(), range(parallel)))
+            best = max(best, parallel * 10 * 2 * 1024**3 / (time.perf_counter() - started))
     return best
 
 
@@ -193,10 +210,29 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a second export to A/B against --model")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per mode")
     parser.add_argument("--sweep", action="store_true", help="also SavedModel batch 1/8/64")
+    parser.add_argument(
+        "--threads",
+        choices=("server", "tf-default"),
+        default="server",
+        help="run the SavedModel as textserve-server's worker does, or in one call with TF's "
+        "default thread pools",
+    )
     args = parser.parse_args()
 
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
+
+    if args.threads == "server":
+        intra_op, n_parts = worker_threads(0)
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    else:
+        n_parts = 1
+    parts = SubBatches(parts=n_parts)
+    threads = (
+        f"server runtime: 1 intra-op thread, {n_parts} parts"
+        if args.threads == "server"
+        else "one call, TF default threads"
+    )
 
     from models.bundled import bundled_checkpoint
     from models.export.exporter import export_model
@@ -209,9 +245,10 @@ def main() -> None:
         model_dir = workdir / "minilm" / "1"
         export_model(checkpoint=None, output=model_dir, verify=False, progress=False)
 
-    systems: dict[str, Encode] = {"textserve SavedModel": _savedmodel(model_dir)}
+    ours = f"textserve SavedModel ({threads})"
+    systems: dict[str, Encode] = {ours: _savedmodel(model_dir, parts)}
     if args.baseline is not None:
-        systems[f"baseline SavedModel ({args.baseline})"] = _savedmodel(args.baseline)
+        systems[f"baseline SavedModel ({args.baseline})"] = _savedmodel(args.baseline, parts)
     systems["ONNX Runtime (plain export)"] = _onnx_runtime(checkpoint, workdir)
     systems["sentence-transformers"] = _sentence_transformers(checkpoint)
 
@@ -237,7 +274,7 @@ def main() -> None:
     expected = next(out for name, _, _, out in rows if name == "sentence-transformers")
     latencies = {name: _latency(encode, texts) for name, encode in systems.items()}
 
-    peak = _matmul_peak()
+    peak = _matmul_peak(n_parts)
     limit = peak / _flops_per_sentence(
         token_counts.astype(np.float64), layers=6, hidden=384, ffn=1536
     )
@@ -268,10 +305,11 @@ def main() -> None:
         print(f"| {name} | {p50:.2f} | {p99:.2f} |")
 
     if args.sweep:
-        ours = systems["textserve SavedModel"]
-        print("\n| textserve SavedModel | file order | length-sorted |\n| --- | ---: | ---: |")
+        print(f"\n| {ours} | file order | length-sorted |\n| --- | ---: | ---: |")
         for batch in (1, 8, 32, 64):
-            cells = [_run(ours, texts, order, batch)[0] for order in (file_order, sorted_order)]
+            cells = [
+                _run(systems[ours], texts, order, batch)[0] for order in (file_order, sorted_order)
+            ]
             print(f"| batch {batch} | {cells[0]:.0f} | {cells[1]:.0f} |")
 
 

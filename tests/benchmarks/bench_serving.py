@@ -42,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from models import contract  # noqa: E402
+from serving.sub_batches import SubBatches, worker_threads  # noqa: E402
 from tests.support.server_process import ServerProcess  # noqa: E402
 
 CONCURRENCY = (1, 32)
@@ -70,21 +71,36 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def in_process(
-    base: Path, sentences: list[str], seconds: float, batch_sizes: tuple[int, ...]
+    base: Path, sentences: list[str], seconds: float, batch_sizes: tuple[int, ...], threads: str
 ) -> tuple[dict[str, float], float, float]:
+    """The SavedModel in this process, run as the server's worker runs it (``threads`` =
+    "server": one intra-op thread, each batch split into one part per core) or in one call
+    with TF's default threads ("tf-default")."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
+    n_parts = 1
+    if threads == "server":
+        intra_op, n_parts = worker_threads(0)
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    parts = SubBatches(parts=n_parts)
     fn = tf.saved_model.load(str(base / "1")).signatures[contract.SERVING_DEFAULT]
-    fn(text=tf.constant([b"warm up"]))
+
+    def call(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in fn(text=tf.constant(inputs["text"])).items()}
+
+    def run(texts: list[bytes]) -> None:
+        parts.run(call, {"text": np.array(texts, dtype=object)}, splittable=True)
+
+    run([b"warm up"])
     data = [s.encode() for s in sentences]
     results: dict[str, float] = {}
     for order, texts in (("file order", data), ("length-sorted", sorted(data, key=len))):
         for bs in batch_sizes:
-            fn(text=tf.constant(texts[:bs]))  # trace/warm this shape family
+            run(texts[:bs])  # trace/warm this shape family
             done, t0 = 0, time.perf_counter()
             for i in range(0, len(texts), bs):
-                fn(text=tf.constant(texts[i : i + bs]))
+                run(texts[i : i + bs])
                 done += len(texts[i : i + bs])
                 if time.perf_counter() - t0 > seconds:
                     break
@@ -92,8 +108,9 @@ def in_process(
     lat = []
     for s in data[:300]:
         t0 = time.perf_counter()
-        fn(text=tf.constant([s]))
+        run([s])
         lat.append(time.perf_counter() - t0)
+    parts.close()
     return results, percentile(lat, 50), percentile(lat, 99)
 
 
@@ -236,6 +253,13 @@ def main() -> None:
     p.add_argument(
         "--served_only", action="store_true", help="skip the in-process table and the ratios"
     )
+    p.add_argument(
+        "--threads",
+        choices=("server", "tf-default"),
+        default="server",
+        help="in-process: run the SavedModel as the server's worker does (1 intra-op thread, "
+        "one part per core) or in one call with TF's default threads",
+    )
     args = p.parse_args()
     levels = tuple(int(c) for c in args.concurrency.split(","))
     batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
@@ -254,10 +278,11 @@ def main() -> None:
     lat50 = lat99 = 0.0
     if not args.served_only:
         print(
-            f"in-process SavedModel ({len(sentences)} STS-B sentences, {os.cpu_count()} cores)",
+            f"in-process SavedModel ({len(sentences)} STS-B sentences, {os.cpu_count()} cores, "
+            f"threads: {args.threads})",
             flush=True,
         )
-        inproc, lat50, lat99 = in_process(base, sentences, args.seconds, batch_sizes)
+        inproc, lat50, lat99 = in_process(base, sentences, args.seconds, batch_sizes, args.threads)
         for k, v in inproc.items():
             print(f"  {k:28s} {v:7.1f} sentences/s")
 

@@ -52,7 +52,11 @@ class RecordingModel:
 
 
 async def submit(
-    b: Batcher, texts: list[bytes], deadline_s: float = 30.0, batchable: bool = True
+    b: Batcher,
+    texts: list[bytes],
+    deadline_s: float = 30.0,
+    batchable: bool = True,
+    skips_padding: bool = False,
 ) -> dict[str, np.ndarray]:
     arr = np.array(texts, dtype=object)
     return await b.submit(
@@ -63,6 +67,7 @@ async def submit(
         text_length=max(len(t) for t in texts),
         deadline=time.monotonic() + deadline_s,
         batchable=batchable,
+        skips_padding=skips_padding,
     )
 
 
@@ -278,7 +283,9 @@ def test_before_any_batch_has_run_only_the_fixed_bounds_apply() -> None:
     run(main())
 
 
-def batched_while_busy(requests: list[bytes], max_batch_size: int) -> list[list[bytes]]:
+def batched_while_busy(
+    requests: list[bytes], max_batch_size: int, skips_padding: bool = False
+) -> list[list[bytes]]:
     """The batches ``requests`` (one text each, queued in this order while another batch runs)
     are run in; checks that each caller got its own row."""
 
@@ -290,11 +297,11 @@ def batched_while_busy(requests: list[bytes], max_batch_size: int) -> list[list[
             settings=settings(max_batch_size=max_batch_size, slots=1),
             metrics=ServingMetrics(),
         )
-        blocker = asyncio.ensure_future(submit(b, [b"block"]))
+        blocker = asyncio.ensure_future(submit(b, [b"block"], skips_padding=skips_padding))
         await asyncio.sleep(0.01)
         futures = []
         for text in requests:
-            futures.append(asyncio.ensure_future(submit(b, [text])))
+            futures.append(asyncio.ensure_future(submit(b, [text], skips_padding=skips_padding)))
             await asyncio.sleep(0)  # queued in this order
         await asyncio.sleep(0.01)
         gate.set()
@@ -312,6 +319,19 @@ def test_length_grouping_keeps_long_texts_out_of_short_batches() -> None:
     batches = batched_while_busy(mixed, max_batch_size=8)
     # Everything fits in one batch of 8, but short and long texts were batched apart.
     assert sorted(sorted(batch) for batch in batches) == [sorted(long), sorted(short)]
+
+
+def test_a_model_that_skips_padding_is_batched_in_arrival_order_whatever_the_lengths() -> None:
+    # The same mix length grouping splits in two (above): an encoder that runs on real tokens
+    # only pays nothing for the mix, so one full batch, oldest first, is the cheapest.
+    short = [b"s%d" % i for i in range(4)]
+    long = [b"L%d" % i + b"y" * 2000 for i in range(4)]
+    mixed = [x for pair in zip(short, long, strict=True) for x in pair]
+    assert batched_while_busy(mixed, max_batch_size=8, skips_padding=True) == [mixed]
+    assert batched_while_busy(mixed, max_batch_size=4, skips_padding=True) == [
+        mixed[:4],
+        mixed[4:],
+    ]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ served it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -18,6 +19,7 @@ import grpc
 import httpx
 import pytest
 
+from models import contract
 from tests.support.server_process import ServerProcess
 from tests.support.tfs_calls import model_status, predict, reload_config, texts
 
@@ -252,3 +254,15 @@ def test_model_config_file_is_polled(
     version, out = predict(channel, "tiny2", {"text": texts("x")})
     assert version == 2 and out["embedding"][0, 2] == 2
     assert served_version(channel) == 5
+
+
+def test_model_card_costing_fields(tmp_path: Path) -> None:
+    from serving.model_manager import _card_costing
+
+    card = tmp_path / contract.MODEL_CARD_FILE
+    assert _card_costing(str(tmp_path)) == (0, False)  # a TF Serving model without a card
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"max_seq_length": 128, "skips_padding": True}))
+    assert _card_costing(str(tmp_path)) == (128, True)
+    card.write_text(json.dumps({"max_seq_length": "x", "skips_padding": "yes"}))
+    assert _card_costing(str(tmp_path)) == (0, False)

@@ -106,6 +106,7 @@ def test_model_card(exported_minilm: Path) -> None:
     assert (card["pooling_mode"], card["normalize"]) == ("mean", True)
     assert card["max_seq_length"] == 256
     assert (card["length_buckets"], card["padding"]) == ([], "longest")
+    assert card["skips_padding"] is True  # the server batches it without length grouping
     assert card["versions"]["tensorflow"].startswith("2.21.")
     assert card["versions"]["tensorflow_text"].startswith("2.21.")
     assert card["tf_text_ops"]["FastWordpieceTokenizeWithOffsets"] == "2.10"
