@@ -7,9 +7,9 @@ On the same 2,758 stsb-en-test sentences, for each export: max abs diff of its e
 sentence-transformers (PyTorch, float32), cosine similarity of each embedding to the float32
 export's (min and mean), STS-B Spearman x100 (82.03 for all-MiniLM-L6-v2 in float32), and
 in-process sentences/s over batches of 32 in file order and length-sorted (``serving_default``
-called once per batch with TensorFlow's default threads; rounds interleaved, medians with the
-range). Not a test: speed varies with the machine (bf16 needs bf16 units: AMX/AVX512-BF16 on
-x86, any recent GPU) and its load, printed with the figures.
+run as textserve-server's worker runs it, like bench_inprocess.py; rounds interleaved, medians
+with the range). Not a test: speed varies with the machine (bf16 needs bf16 units:
+AMX/AVX512-BF16 on x86, any recent GPU) and its load, printed with the figures.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from serving.sub_batches import SubBatches, worker_threads  # noqa: E402
 from tests.benchmarks.bench_inprocess import (  # noqa: E402
-    Encode,
     _load_stsb,
     _run,
+    _savedmodel,
     _sentence_transformers,
     _spearman,
 )
@@ -36,26 +37,31 @@ from tests.benchmarks.bench_inprocess import (  # noqa: E402
 _BATCH = 32
 
 
-def _savedmodel(path: Path) -> Encode:
-    import tensorflow as tf
-
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-
-    def encode(texts: list[str]) -> np.ndarray:
-        return serve(text=tf.constant(texts))["embedding"].numpy()
-
-    return encode
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fp32", type=Path, help="a float32 export's version dir")
     parser.add_argument("--bf16", type=Path, help="a bfloat16 export's version dir")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per mode")
+    parser.add_argument(
+        "--threads",
+        choices=("server", "tf-default"),
+        default="server",
+        help="run the SavedModels as textserve-server's worker does (bench_inprocess.py's "
+        "default), or in one call with TF's default thread pools",
+    )
     args = parser.parse_args()
 
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
+
+    if args.threads == "server":
+        intra_op, n_parts = worker_threads(0)
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        threads = f"server runtime: {intra_op} intra-op thread(s), {n_parts} parts"
+    else:
+        n_parts = 1
+        threads = "one call per batch, TF default threads"
+    parts = SubBatches(parts=n_parts)
 
     from models import contract
     from models.bundled import bundled_checkpoint
@@ -75,7 +81,7 @@ def main() -> None:
                 progress=False,
             )
     texts, gold = _load_stsb()
-    systems = {precision: _savedmodel(path) for precision, path in dirs.items()}
+    systems = {precision: _savedmodel(path, parts) for precision, path in dirs.items()}
     reference = _sentence_transformers(bundled_checkpoint())
     file_order = list(range(len(texts)))
     _, expected = _run(reference, texts, file_order, _BATCH)
@@ -97,7 +103,7 @@ def main() -> None:
     fp32 = outputs[contract.PRECISION_FLOAT32]
     print(
         f"\n{len(texts)} stsb-en-test sentences, batches of {_BATCH}, {args.rounds} interleaved "
-        f"rounds, TF {tf.__version__} default threads, load average "
+        f"rounds, TF {tf.__version__} ({threads}), load average "
         f"{os.getloadavg()[0]:.2f}; exports: " + ", ".join(f"{p} {d}" for p, d in dirs.items())
     )
     print(
