@@ -42,25 +42,14 @@ def main() -> None:
     parser.add_argument("--fp32", type=Path, help="a float32 export's version dir")
     parser.add_argument("--bf16", type=Path, help="a bfloat16 export's version dir")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per mode")
-    parser.add_argument(
-        "--threads",
-        choices=("server", "tf-default"),
-        default="server",
-        help="run the SavedModels as textserve-server's worker does (bench_inprocess.py's "
-        "default), or in one call with TF's default thread pools",
-    )
     args = parser.parse_args()
 
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    if args.threads == "server":
-        intra_op, n_parts = worker_threads(0)
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-        threads = f"server runtime: {intra_op} intra-op thread(s), {n_parts} parts"
-    else:
-        n_parts = 1
-        threads = "one call per batch, TF default threads"
+    # As textserve-server's worker runs a model (bench_inprocess.py's default).
+    intra_op, n_parts = worker_threads(0)
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     parts = SubBatches(parts=n_parts)
 
     from models import contract
@@ -103,7 +92,8 @@ def main() -> None:
     fp32 = outputs[contract.PRECISION_FLOAT32]
     print(
         f"\n{len(texts)} stsb-en-test sentences, batches of {_BATCH}, {args.rounds} interleaved "
-        f"rounds, TF {tf.__version__} ({threads}), load average "
+        f"rounds, TF {tf.__version__} (server runtime: {intra_op} intra-op thread(s), "
+        f"{n_parts} parts), load average "
         f"{os.getloadavg()[0]:.2f}; exports: " + ", ".join(f"{p} {d}" for p, d in dirs.items())
     )
     print(
