@@ -33,11 +33,12 @@ Arrays = Mapping[str, np.ndarray]
 Call = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def worker_threads(intra_op: int) -> tuple[int, int]:
-    """(TensorFlow intra-op threads, parts per batch) for ``--tensorflow_intra_op_parallelism``:
-    0 (unset) -> one thread and one part per core; N -> N threads and cores // N parts."""
+def worker_threads(intra_op: int, slots: int = 1) -> tuple[int, int]:
+    """(TensorFlow intra-op threads, parts per batch) for ``--tensorflow_intra_op_parallelism``
+    and ``slots`` batches in flight (``num_batch_threads``): the cores are shared out, 0 (unset)
+    -> one thread per part; N -> N threads per part, cores // (N x slots) parts."""
     threads = intra_op if intra_op > 0 else 1
-    return threads, max(1, len(os.sched_getaffinity(0)) // threads)
+    return threads, max(1, len(os.sched_getaffinity(0)) // (threads * max(1, slots)))
 
 
 def row_costs(inputs: Arrays) -> np.ndarray:

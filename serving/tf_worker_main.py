@@ -14,7 +14,8 @@ to one loader thread, so a slow load never stalls inference of other versions.
 Threads: unless the operator sets ``--tensorflow_intra_op_parallelism``, TensorFlow gets one
 intra-op thread and each batch is split into one sub-batch per core, run in parallel
 (:mod:`serving.sub_batches`: faster per batch and per lone text than one call over all cores).
-With intra-op threads set to N, a batch is split into cores // N parts (1 part: one call).
+With intra-op threads set to N, a batch is split into cores // N parts (1 part: one call);
+with ``num_batch_threads`` S > 1, into cores // (N x S) parts.
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     except ImportError:
         pass  # models without tf-text ops still load; others fail with TF's own message
 
-    intra_op, parts = worker_threads(int(settings.get("intra_op", 0)))
+    num_threads = int(settings.get("num_threads", 1))
+    intra_op, parts = worker_threads(int(settings.get("intra_op", 0)), num_threads)
     tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     if settings.get("inter_op", 0):
         tf.config.threading.set_inter_op_parallelism_threads(int(settings["inter_op"]))
-    _Worker(conn, tf, int(settings.get("num_threads", 1)), SubBatches(parts=parts)).serve()
+    _Worker(conn, tf, num_threads, SubBatches(parts=parts)).serve()
 
 
 @dataclasses.dataclass(frozen=True)

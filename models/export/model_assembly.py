@@ -131,7 +131,13 @@ def build_text_model(
     from models.tokenizers import text_tokenizer_from_checkpoint
 
     config = loader.config
-    encoder, head, load_report = build_encoder_and_head(loader, task=task, precision=precision)
+    # Length buckets and XLA exist for static shapes (one compiled program per padded shape):
+    # packing the real tokens would make the token count dynamic again, so bucketed and
+    # jit_compile exports compute the padding; a pad-to-longest export skips it.
+    static_shapes = length_buckets is not None or jit_compile
+    encoder, head, load_report = build_encoder_and_head(
+        loader, task=task, skip_padding=not static_shapes, precision=precision
+    )
     # The tokenizer takes seconds to derive; a checkpoint that cannot load fails before that.
     try:
         pad_to_longest = length_buckets is None and not jit_compile

@@ -104,6 +104,7 @@ def test_classification_model_card(classifier_export: tuple[Path, Path]) -> None
     assert card["max_seq_length"] == 128  # max_position_embeddings of the tiny config
     assert card["source"]["pooler_in_checkpoint"] is True
     assert card["jit_compile_encoder"] is True
+    assert card["skips_padding"] is False  # XLA: static bucket shapes, padding computed
     # XLA compiles once per shape, so a jit_compile export keeps the default length buckets.
     assert card["length_buckets"] == [16, 24, 32, 48, 64, 96, 128]
     assert card["padding"] == "bucket"

@@ -27,6 +27,19 @@ def test_pack_keeps_real_tokens_in_order_and_unpack_zeroes_padding() -> None:
     np.testing.assert_array_equal(unpacked, values * MASK[:, :, None])
 
 
+def test_unpack_without_zeros_puts_real_tokens_at_padding() -> None:
+    # What attention's keys and values get: real positions exact, padded ones some real token
+    # (masked by the attention bias), and no zero row appended.
+    values = np.arange(4 * 5 * 3, dtype=np.float32).reshape(4, 5, 3) + 1.0
+    packing = TokenPacking(tf.constant(MASK), skip_padding=True)
+    packed = packing.pack(tf.constant(values)).numpy()
+    unpacked = packing.unpack(tf.constant(packed), zeros_at_padding=False).numpy()
+    real = MASK.astype(bool)
+    np.testing.assert_array_equal(unpacked[real], values[real])
+    packed_rows = {tuple(row) for row in packed}
+    assert all(tuple(row) in packed_rows for row in unpacked[~real])
+
+
 def test_without_skip_padding_every_position_is_a_token() -> None:
     values = np.random.default_rng(0).normal(size=(4, 5, 3)).astype(np.float32)
     packing = TokenPacking(tf.constant(MASK), skip_padding=False)
