@@ -132,6 +132,14 @@ def test_bf16_classifier_with_xla_is_verified(
     assert outputs[contract.LOGITS].dtype == outputs[contract.PROBABILITIES].dtype == tf.float32
 
 
+def test_bf16_fill_mask_is_verified(tiny_checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    """MLM logits (the tied decoder stays float32) checked with bf16's tolerance."""
+    output = tmp_path / "fill_mask" / "1"
+    report = _export(tiny_checkpoint("masked_lm"), output, precision=BF16, max_seq_length=64)
+    assert report.verified and report.max_abs_diff is not None
+    assert 0 < report.max_abs_diff <= BFLOAT16_TOLERANCES[contract.TASK_FILL_MASK]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
