@@ -92,25 +92,20 @@ class TransformerLayer(keras.layers.Layer):
     def call(self, hidden: Any, attention_bias: Any, *, packing: TokenPacking) -> Any:
         """``hidden`` is ``[tokens, hidden]`` (packed); returns the same layout."""
         batch, seq = packing.batch_size, packing.seq_length
-        # One [hidden, 3 * hidden] matmul instead of three: the checkpoint keeps three tensors,
-        # concatenated here (a copy of 3 * hidden**2 floats, small next to the matmul).
-        qkv_kernel = ops.concatenate(
-            [self.query.kernel, self.key.kernel, self.value.kernel], axis=1
-        )
-        qkv_bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
-        low = self.query.compute_dtype  # precision: a no-op cast when float32
-        # Padded slots hold copies of a real token: masked as keys, dropped as queries.
-        qkv = packing.unpack(
-            ops.matmul(ops.cast(hidden, low), qkv_kernel) + qkv_bias, zeros_at_padding=False
-        )
-        # [batch, seq, 3, heads, head] -> [3, batch, heads, seq, head]
-        qkv = ops.transpose(
-            ops.reshape(qkv, (batch, seq, 3, self.num_heads, self.head_size)), (2, 0, 3, 1, 4)
-        )
-        q, k, v = qkv[0], qkv[1], qkv[2]
+
+        def heads(dense: keras.layers.Dense) -> Any:
+            # [tokens, hidden] -> [batch, heads, seq, head]; padded slots hold copies of a real
+            # token: masked as keys, dropped as queries.
+            projected = packing.unpack(dense(hidden), zeros_at_padding=False)
+            split = ops.reshape(projected, (batch, seq, self.num_heads, self.head_size))
+            return ops.transpose(split, (0, 2, 1, 3))
+
+        q, k, v = heads(self.query), heads(self.key), heads(self.value)
+        # precision: with bf16 projections the scores are cast up for the mask and softmax, and
+        # the probabilities down for the context matmul (no-op casts in float32).
         scores = ops.cast(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), "float32")
         probs = ops.softmax(scores * (1.0 / math.sqrt(self.head_size)) + attention_bias, axis=-1)
-        context = ops.transpose(ops.matmul(ops.cast(probs, low), v), (0, 2, 1, 3))
+        context = ops.transpose(ops.matmul(ops.cast(probs, v.dtype), v), (0, 2, 1, 3))
         context = packing.pack(ops.reshape(context, (batch, seq, self.hidden_size)))
         hidden = self.attention_layer_norm(
             hidden + ops.cast(self.attention_output(context), "float32")
