@@ -79,6 +79,10 @@ EXPORT_PREPROCESSING = "preprocessing"  # TF Hub preprocessor: text -> encoder i
 EXPORT_ENCODER = "encoder"  # TF Hub encoder: encoder inputs -> pooled/sequence outputs
 EXPORT_ENCODER_WITH_MLM = "encoder-with-mlm"  # the encoder plus its ``mlm`` subobject
 EXPORT_TYPES = (EXPORT_END_TO_END, EXPORT_PREPROCESSING, EXPORT_ENCODER, EXPORT_ENCODER_WITH_MLM)
+# Precision of an end-to-end export's transformer layers (outputs are float32 either way).
+PRECISION_FLOAT32 = "float32"  # the default: exact to the reference
+PRECISION_BFLOAT16 = "bfloat16"  # opt-in: the layers' weights and matmuls in bf16
+PRECISIONS = (PRECISION_FLOAT32, PRECISION_BFLOAT16)
 TFHUB_TOKENIZE = "tokenize"  # preprocessor.tokenize(text) -> ragged ids
 TFHUB_BERT_PACK_INPUTS = "bert_pack_inputs"  # preprocessor.bert_pack_inputs(segments, seq_length)
 TFHUB_SPECIAL_TOKENS_DICT = "get_special_tokens_dict"  # preprocessor.tokenize.<this>()

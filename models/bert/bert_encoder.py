@@ -48,6 +48,11 @@ class BertEncoder(keras.Model):
     are unchanged. ``skip_padding=False`` computes padded positions as the reference does
     (the TF Hub encoder export, whose ``sequence_output`` callers may read unmasked).
 
+    ``matmul_dtype="bfloat16"`` (an opt-in lower-precision export, see docs/precision.md)
+    stores the transformer layers' projection and FFN weights in bf16 and runs every matmul of
+    the layers in bf16; embeddings, LayerNorms, softmax, the pooler and the outputs stay
+    float32. The default ``"float32"`` is exact.
+
     The other BERT-family encoders subclass it: ``embedding_size`` factorizes the embeddings
     (ELECTRA, ALBERT), ``position_padding_id`` numbers positions RoBERTa's way,
     ``type_vocab_size=0`` drops segment embeddings (DistilBERT, MPNet); the hooks
@@ -81,6 +86,7 @@ class BertEncoder(keras.Model):
         embedding_size: int | None = None,
         position_padding_id: int | None = None,
         skip_padding: bool = True,
+        matmul_dtype: str = "float32",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("dtype", "float32")
@@ -98,6 +104,7 @@ class BertEncoder(keras.Model):
         self.embedding_size = embedding_size
         self.position_padding_id = position_padding_id
         self.skip_padding = skip_padding
+        self.matmul_dtype = matmul_dtype
         width = embedding_size or hidden_size
         self.word_embeddings = keras.layers.Embedding(vocab_size, width, name="word_embeddings")
         self.position_embeddings = keras.layers.Embedding(
@@ -136,6 +143,7 @@ class BertEncoder(keras.Model):
             intermediate_size=self.intermediate_size,
             hidden_act=self.hidden_act,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            matmul_dtype=self.matmul_dtype,
             name=name,
         )
 
@@ -257,5 +265,6 @@ class BertEncoder(keras.Model):
             embedding_size=self.embedding_size,
             position_padding_id=self.position_padding_id,
             skip_padding=self.skip_padding,
+            matmul_dtype=self.matmul_dtype,
         )
         return config

@@ -40,15 +40,18 @@ def verify_end_to_end(
     task: str,
     seq_length: int,
     progress: ExportProgress,
+    precision: str = contract.PRECISION_FLOAT32,
 ) -> VerificationSummary:
-    """Load the SavedModel in ``staging`` back and check it against PyTorch ``loader``."""
+    """Load the SavedModel in ``staging`` back and check it against PyTorch ``loader`` (in
+    float32), to the tolerance of ``precision`` (see
+    :func:`~models.export.export_verification.output_tolerance`)."""
     import tensorflow as tf
 
     from models.export.export_verification import (
-        TOLERANCES,
         check_entity_parity,
         check_output_parity,
         check_token_parity,
+        output_tolerance,
         probe_pairs,
     )
     from models.export.reference import TorchReference
@@ -81,11 +84,13 @@ def verify_end_to_end(
         "verifying outputs against PyTorch",
         total=len(texts) * (1 + len(model.prompts)) + _OUTPUT_PAIRS,
     )
+    tolerance = output_tolerance(task, precision)
     output_parity = functools.partial(
         check_output_parity,
         loaded,
         reference,
         task=task,
+        tolerance=tolerance,
         mask_id=model.tokenizer.mask_id,
         id2label=model.id2label,
         progress=progress.advance,
@@ -111,6 +116,6 @@ def verify_end_to_end(
         "token_pairs": token_pairs,
         "output_texts": len(texts) + min(len(firsts), _OUTPUT_PAIRS),
         "max_abs_diff": worst_diff,
-        "tolerance": TOLERANCES[task],
+        "tolerance": tolerance,
         "worst_text": worst_text,
     }

@@ -35,6 +35,7 @@ examples:
   textserve-export --checkpoint ./bert-base-uncased --output exported/mlm/3 \\
       --task fill-mask --top-k 10
   textserve-export --checkpoint ./uncased_L-12_H-768_A-12 --output exported/bert/1
+  textserve-export --output exported/minilm-bf16/1 --precision bfloat16
   textserve-export --checkpoint ./bert-base-uncased --output hub/encoder/1 \\
       --export-type encoder-with-mlm                   # TF Hub encoder + encoder.mlm
 
@@ -97,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile the encoder (never the tokenizer) with XLA: one compile per bucket and "
         "batch size at first use; may be faster on GPU, measure on CPU",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=contract.PRECISIONS,
+        default=contract.PRECISION_FLOAT32,
+        help="float32 (default): exact to the reference. bfloat16: the transformer layers' "
+        "weights and matmuls in bf16 (LayerNorm, softmax, pooling and outputs stay float32; "
+        "same signatures), verified to a looser tolerance that the model card records; faster "
+        "where the hardware has bf16 units (GPU, recent x86 with AMX/AVX512-BF16). End-to-end "
+        "exports only, not token-classification; see docs/precision.md",
     )
     parser.add_argument(
         "--top-k",
@@ -183,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             do_lower_case=None if args.do_lower_case is None else args.do_lower_case == "true",
             export_type=args.export_type,
+            precision=args.precision,
         )
     except ModelError as exc:
         print(f"textserve-export: error: {exc.render(flag_name)}", file=sys.stderr)
@@ -203,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if report.verified
         else "NOT verified (--no-verify)"
     )
+    if report.precision != contract.PRECISION_FLOAT32:
+        verified = f"{report.precision}, {verified}"
     padding = (
         f"buckets {list(report.length_buckets)}"
         if report.length_buckets

@@ -28,3 +28,4 @@ class ExportReport:
     tf_text_ops: dict[str, str]
     seconds: float
     export_type: str = contract.EXPORT_END_TO_END
+    precision: str = contract.PRECISION_FLOAT32

@@ -47,6 +47,7 @@ def export_model(
     progress: bool = True,
     do_lower_case: bool | None = None,
     export_type: str = contract.EXPORT_END_TO_END,
+    precision: str = contract.PRECISION_FLOAT32,
 ) -> ExportReport:
     """Export ``checkpoint`` to ``output`` (``BASE/VERSION``, TF Serving's layout).
 
@@ -54,7 +55,16 @@ def export_model(
     serves) or one half of TF Hub's Common SavedModel API for text: ``preprocessing``,
     ``encoder``, ``encoder-with-mlm`` (see :func:`models.export.tfhub_exporter.export_tfhub`;
     ``max_seq_length`` is then the preprocessor's ``seq_length``, default 128, and the
-    end-to-end options ``task``, ``length_buckets``, ``jit_compile`` and ``top_k`` are refused).
+    end-to-end options ``task``, ``length_buckets``, ``jit_compile``, ``top_k`` and
+    ``precision`` are refused).
+
+    ``precision``: ``float32`` (the default, exact) or ``bfloat16``, an opt-in end-to-end export
+    whose transformer layers store their weights and run their matmuls in bf16 (LayerNorm,
+    softmax, pooling and the outputs stay float32; the signatures are the fp32 export's). It is
+    verified to a looser tolerance (see
+    :data:`models.export.export_verification.BFLOAT16_TOLERANCES`) and its model card records the
+    precision and the measured max abs difference; token classification is refused (its entity
+    check is exact). See docs/precision.md.
 
     ``checkpoint=None`` exports the bundled sentence-transformers/all-MiniLM-L6-v2. A Google
     TF1 BERT or TF Model Garden TF2 checkpoint is converted first (see
@@ -79,21 +89,34 @@ def export_model(
 
         report = export_model(checkpoint=None, output="exported/minilm/1")
     """
+    if precision not in contract.PRECISIONS:
+        raise ExportConfigError(
+            Keyword("precision"),
+            f" must be one of {', '.join(contract.PRECISIONS)}, not {precision!r}",
+        )
     if export_type != contract.EXPORT_END_TO_END:
         if export_type not in contract.EXPORT_TYPES:
             raise ExportConfigError(
                 Keyword("export_type"),
                 f" must be one of {', '.join(contract.EXPORT_TYPES)}, not {export_type!r}",
             )
-        if task is not None or length_buckets is not None or jit_compile or top_k != _TOP_K:
+        if (
+            task is not None
+            or length_buckets is not None
+            or jit_compile
+            or top_k != _TOP_K
+            or precision != contract.PRECISION_FLOAT32
+        ):
             raise ExportConfigError(
                 Keyword("task"),
                 ", ",
                 Keyword("length_buckets"),
                 ", ",
                 Keyword("jit_compile"),
-                " and ",
+                ", ",
                 Keyword("top_k"),
+                " and ",
+                Keyword("precision"),
                 " apply to end-to-end exports only, not to ",
                 Keyword("export_type"),
                 f" {export_type}",
@@ -138,6 +161,12 @@ def export_model(
         loader = CheckpointLoader(opened.model_dir)
         task = checkpoint_task(loader, task)
         opened.check_task(task)
+        if precision != contract.PRECISION_FLOAT32 and task == contract.TASK_TOKEN_CLASSIFICATION:
+            raise ExportConfigError(
+                Keyword("precision"),
+                f" {precision} is not offered for {task} exports: their entities are verified "
+                "exactly against the transformers pipeline, which lower precision can change",
+            )
         seq_length = resolve_max_seq_length(loader, max_seq_length)
         if task in LABELLED_TASKS and not loader.config.id2label:
             raise ExportConfigError(f"a {task} export needs num_labels/id2label in config")
@@ -150,6 +179,7 @@ def export_model(
             length_buckets=length_buckets,
             top_k=top_k,
             jit_compile=jit_compile,
+            precision=precision,
         )
 
         with staging_dir(output) as staging:
@@ -173,6 +203,7 @@ def export_model(
                     task=task,
                     seq_length=seq_length,
                     progress=steps,
+                    precision=precision,
                 )
 
             card = build_model_card(
@@ -185,6 +216,7 @@ def export_model(
                 ops=ops,
                 verification=verification,
                 jit_compile=jit_compile,
+                precision=precision,
             )
             write_model_card(staging, card)
             steps.start("publishing")
@@ -206,4 +238,5 @@ def export_model(
         max_abs_diff=None if verification is None else verification["max_abs_diff"],
         tf_text_ops=tf_text_ops,
         seconds=time.monotonic() - started,
+        precision=precision,
     )

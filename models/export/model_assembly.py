@@ -55,12 +55,17 @@ def sigmoid_probabilities(config: BertConfig) -> bool:
 
 
 def build_encoder_and_head(
-    loader: CheckpointLoader, *, task: str, skip_padding: bool = True
+    loader: CheckpointLoader,
+    *,
+    task: str,
+    skip_padding: bool = True,
+    precision: str = contract.PRECISION_FLOAT32,
 ) -> tuple[BertEncoder, TaskHead, LoadReport]:
     """(encoder, task head, load report) for ``loader``'s family, weights loaded strictly.
 
     The heads follow each family's Hugging Face task classes (see :mod:`models.family`).
-    ``skip_padding``: see :class:`models.bert.bert_encoder.BertEncoder`.
+    ``skip_padding`` and ``precision`` (the encoder's ``matmul_dtype``): see
+    :class:`models.bert.bert_encoder.BertEncoder`. The heads always run in float32.
     """
     from models.layers.classification_head import ClassificationHead
     from models.layers.masked_lm_head import MaskedLMHead
@@ -76,6 +81,7 @@ def build_encoder_and_head(
     encoder = family.encoder_class(
         **config.encoder_kwargs(use_pooler=loader.has_pooler and not first_token_classifier),
         skip_padding=skip_padding,
+        matmul_dtype=precision,
     )
     targets = dict(encoder.checkpoint_variables())
     head: TaskHead
@@ -118,6 +124,7 @@ def build_text_model(
     length_buckets: Sequence[int] | Literal["default"] | None,
     top_k: int,
     jit_compile: bool,
+    precision: str = contract.PRECISION_FLOAT32,
 ) -> tuple[TextModel, LoadReport]:
     """The end-to-end model of ``loader`` for ``task`` and the report of its weight loading."""
     from models.export.text_model import TextModel
@@ -129,7 +136,7 @@ def build_text_model(
     # jit_compile exports compute the padding; a pad-to-longest export skips it.
     static_shapes = length_buckets is not None or jit_compile
     encoder, head, load_report = build_encoder_and_head(
-        loader, task=task, skip_padding=not static_shapes
+        loader, task=task, skip_padding=not static_shapes, precision=precision
     )
     # The tokenizer takes seconds to derive; a checkpoint that cannot load fails before that.
     try:

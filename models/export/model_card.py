@@ -58,6 +58,8 @@ class ModelCard(TypedDict):
     vocab_size: int
     signatures: list[str]
     jit_compile_encoder: bool
+    #: The transformer layers' weights and matmuls (contract.PRECISIONS); outputs are float32.
+    precision: str
     source: ModelCardSource
     versions: dict[str, str]
     tf_text_ops: dict[str, str]
@@ -76,6 +78,7 @@ def build_model_card(
     ops: Sequence[str],
     verification: VerificationSummary | None,
     jit_compile: bool,
+    precision: str = contract.PRECISION_FLOAT32,
 ) -> ModelCard:
     """The card of ``model`` built from ``loader``; ``checkpoint_fields`` (the opened
     checkpoint's ``card_fields()``: its layout, and for a converted TF checkpoint the original
@@ -116,6 +119,7 @@ def build_model_card(
         "vocab_size": model.tokenizer.vocab_size,
         "signatures": signatures,
         "jit_compile_encoder": jit_compile,
+        "precision": precision,
         "source": {
             "checkpoint": checkpoint_fields.get("checkpoint", str(loader.checkpoint_dir)),
             "weights_file": checkpoint_fields.get("weights_file", str(loader.weights_file)),

@@ -50,6 +50,7 @@ class TransformerLayer(keras.layers.Layer):
         intermediate_size: int,
         hidden_act: str,
         layer_norm_epsilon: float,
+        matmul_dtype: str = "float32",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,17 +59,24 @@ class TransformerLayer(keras.layers.Layer):
         self.intermediate_size = intermediate_size
         self.hidden_act = hidden_act
         self.layer_norm_epsilon = layer_norm_epsilon
+        # precision: the Keras dtype policy of the projections and FFN ("bfloat16": weights and
+        # matmuls in bf16); attention's matmuls follow it, the rest stays float32.
+        self.matmul_dtype = matmul_dtype
         self.head_size = hidden_size // num_heads
         self._act = activation_fn(hidden_act)
-        self.query = keras.layers.Dense(hidden_size, name="query")
-        self.key = keras.layers.Dense(hidden_size, name="key")
-        self.value = keras.layers.Dense(hidden_size, name="value")
-        self.attention_output = keras.layers.Dense(hidden_size, name="attention_output")
+        self.query = keras.layers.Dense(hidden_size, name="query", dtype=matmul_dtype)
+        self.key = keras.layers.Dense(hidden_size, name="key", dtype=matmul_dtype)
+        self.value = keras.layers.Dense(hidden_size, name="value", dtype=matmul_dtype)
+        self.attention_output = keras.layers.Dense(
+            hidden_size, name="attention_output", dtype=matmul_dtype
+        )
         self.attention_layer_norm = LayerNorm(
             epsilon=layer_norm_epsilon, name="attention_layer_norm"
         )
-        self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate")
-        self.output_dense = keras.layers.Dense(hidden_size, name="output_dense")
+        self.intermediate = keras.layers.Dense(
+            intermediate_size, name="intermediate", dtype=matmul_dtype
+        )
+        self.output_dense = keras.layers.Dense(hidden_size, name="output_dense", dtype=matmul_dtype)
         self.output_layer_norm = LayerNorm(epsilon=layer_norm_epsilon, name="output_layer_norm")
 
     def build(self, input_shape: Any) -> None:
@@ -92,12 +100,16 @@ class TransformerLayer(keras.layers.Layer):
             return ops.transpose(split, (0, 2, 1, 3))
 
         q, k, v = heads(self.query), heads(self.key), heads(self.value)
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
-        probs = ops.softmax(scores + attention_bias, axis=-1)
-        context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
+        # precision: with bf16 projections the scores are cast up for the mask and softmax, and
+        # the probabilities down for the context matmul (no-op casts in float32).
+        scores = ops.cast(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), "float32")
+        probs = ops.softmax(scores * (1.0 / math.sqrt(self.head_size)) + attention_bias, axis=-1)
+        context = ops.transpose(ops.matmul(ops.cast(probs, v.dtype), v), (0, 2, 1, 3))
         context = packing.pack(ops.reshape(context, (batch, seq, self.hidden_size)))
-        hidden = self.attention_layer_norm(hidden + self.attention_output(context))
-        ffn = self.output_dense(self._act(self.intermediate(hidden)))
+        hidden = self.attention_layer_norm(
+            hidden + ops.cast(self.attention_output(context), "float32")
+        )
+        ffn = ops.cast(self.output_dense(self._act(self.intermediate(hidden))), "float32")
         return self.output_layer_norm(hidden + ffn)
 
     def checkpoint_variables(
@@ -130,5 +142,6 @@ class TransformerLayer(keras.layers.Layer):
             intermediate_size=self.intermediate_size,
             hidden_act=self.hidden_act,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            matmul_dtype=self.matmul_dtype,
         )
         return config

@@ -20,7 +20,8 @@ from models.export.exporter import export_model
         ({"export_type": "nonsense"}, "export_type must be one of"),
         (
             {"export_type": contract.EXPORT_ENCODER, "top_k": 3},
-            "task, length_buckets, jit_compile and top_k apply to end-to-end exports only, "
+            "task, length_buckets, jit_compile, top_k and precision apply to end-to-end exports "
+            "only, "
             f"not to export_type {contract.EXPORT_ENCODER}",
         ),
     ],
@@ -49,8 +50,9 @@ def test_library_error_names_the_output_keyword(tmp_path: Path) -> None:
         (["--top-k", "0"], "textserve-export: error: --top-k must be at least 1, not 0\n"),
         (
             ["--export-type", contract.EXPORT_PREPROCESSING, "--jit-compile"],
-            "textserve-export: error: --task, --length-buckets, --jit-compile and --top-k apply "
-            f"to end-to-end exports only, not to --export-type {contract.EXPORT_PREPROCESSING}\n",
+            "textserve-export: error: --task, --length-buckets, --jit-compile, --top-k and "
+            "--precision apply to end-to-end exports only, not to --export-type "
+            f"{contract.EXPORT_PREPROCESSING}\n",
         ),
     ],
 )
