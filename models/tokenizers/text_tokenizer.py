@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 import tempfile
@@ -26,7 +27,7 @@ class Vocabulary:
     do_lower_case: bool = False
 
 
-class TextTokenizer(tf.Module):
+class TextTokenizer(tf.Module, metaclass=abc.ABCMeta):
     """Base class: raw strings in, TF Hub encoder inputs out, exact against a reference.
 
     A subclass says only what its algorithm adds: how its tables load (``_load_tables``),
@@ -110,9 +111,9 @@ class TextTokenizer(tf.Module):
 
     # --- what each algorithm says ------------------------------------------------------------
     @classmethod
+    @abc.abstractmethod
     def _load_tables(cls, checkpoint_dir: str | os.PathLike[str]) -> Any:
         """The subclass's tables derived from the checkpoint's reference tokenizer."""
-        raise NotImplementedError(f"{cls.__name__} must implement _load_tables")
 
     @classmethod
     def _checkpoint_vocab_file(
@@ -122,18 +123,18 @@ class TextTokenizer(tf.Module):
         del checkpoint_dir, tables
         return None
 
+    @abc.abstractmethod
     def _vocabulary(self, tables: Any, vocab_file: str | os.PathLike[str] | None) -> Vocabulary:
         """The vocabulary facts of ``tables`` (``vocab_file``: see :meth:`__init__`)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _vocabulary")
 
+    @abc.abstractmethod
     def _build(self, tables: Any) -> None:
         """Builds the algorithm's own lookup tables (after the shared attributes are set)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _build")
 
+    @abc.abstractmethod
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[batch] strings -> (flat int32 token ids, int64 row splits [batch + 1]), without
-        special tokens or truncation. The one method a subclass must implement."""
-        raise NotImplementedError(f"{type(self).__name__} must implement token_ids")
+        special tokens or truncation."""
 
     @property
     def metaspace_decoder(self) -> str | None:
@@ -141,13 +142,13 @@ class TextTokenizer(tf.Module):
         token strings read it as a space), or None for the WordPiece decoder's rules."""
         return None
 
+    @abc.abstractmethod
     def tokenize_with_offsets(
         self, text: tf.Tensor
     ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
         """[batch] strings -> (ids, starts, ends), each ``[batch, (n)]``: the ids of
         :meth:`tokenize` and each token's int64 code-point span in the input text, equal to the
         reference's ``offset_mapping`` (entity spans of token classification come from it)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement tokenize_with_offsets")
 
     def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[batch] strings -> [batch, (n)] int32 token ids, without specials or truncation."""
