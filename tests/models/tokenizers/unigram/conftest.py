@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,36 @@ def unigram_references(unigram_dirs: dict[str, Path]) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     return {name: AutoTokenizer.from_pretrained(path) for name, path in unigram_dirs.items()}
+
+
+@pytest.fixture(scope="session")
+def metaspace_variants(unigram_dirs: dict[str, Path]) -> list[tuple[dict[str, Any], Any, Any]]:
+    """(variant, HF reference, our tokenizer) for Metaspace's ``prepend_scheme`` never / first
+    and ``split=False``, applied to the released tokenizer.json form (no WhitespaceSplit), where
+    they change where "▁" is prepended and what a word is."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from models.tokenizers.unigram.unigram_tables import UnigramTables
+    from models.tokenizers.unigram.unigram_tokenizer import UnigramTokenizer
+
+    spec = json.loads((unigram_dirs["legacy"] / "tokenizer.json").read_text(encoding="utf-8"))
+    variants = []
+    for variant in ({"prepend_scheme": "never"}, {"prepend_scheme": "first"}, {"split": False}):
+        changed = json.loads(json.dumps(spec))
+        changed["pre_tokenizer"].pop("add_prefix_space")
+        changed["pre_tokenizer"].update(variant)
+        reference = PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer.from_str(json.dumps(changed)),
+            bos_token="<s>",
+            eos_token="</s>",
+            pad_token="<pad>",
+            mask_token="<mask>",
+            unk_token="<unk>",
+        )
+        tokenizer = UnigramTokenizer(
+            UnigramTables.from_reference(reference),
+            max_seq_length=unigram_checkpoints.MAX_SEQ_LENGTH,
+        )
+        variants.append((variant, reference, tokenizer))
+    return variants

@@ -6,7 +6,6 @@ points already, as the graph's are."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,12 @@ import tensorflow as tf
 
 from models.probe_texts import PROBE_TEXTS
 from models.tokenizers.unigram.unigram_tokenizer import UnigramTokenizer
-from tests.models.tokenizers.unigram.unigram_checkpoints import random_texts, stsb_sentences
+from tests.models.tokenizers.unigram.unigram_checkpoints import (
+    MAX_SEQ_LENGTH,
+    random_texts,
+    stsb_sentences,
+)
 
-MAX_SEQ_LENGTH = 128
 _BATCH = 512
 _OFFSETS: dict[int, Any] = {}
 
@@ -131,34 +133,10 @@ def test_offsets_survive_a_saved_model(
     assert got == [[tuple(span) for span in spans] for spans in want]
 
 
-def test_metaspace_variants_have_the_reference_offsets(unigram_dirs: dict[str, Path]) -> None:
-    # prepend_scheme never / first and split=False change where "▁" is prepended and what a
-    # word is; the released tokenizer.json form (no WhitespaceSplit) shows them all.
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    from models.tokenizers.unigram.unigram_tables import UnigramTables
-
-    spec = json.loads((unigram_dirs["legacy"] / "tokenizer.json").read_text(encoding="utf-8"))
+def test_metaspace_variants_have_the_reference_offsets(
+    metaspace_variants: list[tuple[dict[str, Any], Any, UnigramTokenizer]],
+) -> None:
     texts = [*EDGE_TEXTS, *PROBE_TEXTS, *random_texts(300, seed=5)]
-    for variant in (
-        {"prepend_scheme": "never"},
-        {"prepend_scheme": "first"},
-        {"split": False},
-    ):
-        changed = json.loads(json.dumps(spec))
-        changed["pre_tokenizer"].pop("add_prefix_space")
-        changed["pre_tokenizer"].update(variant)
-        reference = PreTrainedTokenizerFast(
-            tokenizer_object=Tokenizer.from_str(json.dumps(changed)),
-            bos_token="<s>",
-            eos_token="</s>",
-            pad_token="<pad>",
-            mask_token="<mask>",
-            unk_token="<unk>",
-        )
-        tokenizer = UnigramTokenizer(
-            UnigramTables.from_reference(reference), max_seq_length=MAX_SEQ_LENGTH
-        )
+    for variant, reference, tokenizer in metaspace_variants:
         bad = _offset_mismatches(tokenizer, reference, texts)
         assert not bad, (variant, len(bad), bad[:2])

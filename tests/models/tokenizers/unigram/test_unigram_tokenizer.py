@@ -9,7 +9,6 @@ tokenizer.json form (Precompiled + Replace " {2,}", Metaspace alone, <mask> lstr
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,14 @@ import tensorflow as tf
 from models import contract
 from models.probe_texts import PROBE_TEXTS
 from models.tokenizers import text_tokenizer_from_checkpoint
-from models.tokenizers.unigram.unigram_tables import UnigramTables
 from models.tokenizers.unigram.unigram_tokenizer import UnigramTokenizer
 from tests.models.tokenizers.unigram.unigram_checkpoints import (
+    MAX_SEQ_LENGTH,
     random_texts,
     stsb_pairs,
     stsb_sentences,
 )
 
-MAX_SEQ_LENGTH = 128
 _BATCH = 512
 _TOKENIZERS: dict[str, UnigramTokenizer] = {}
 
@@ -257,30 +255,10 @@ def test_saved_model_round_trip_gives_the_same_ids(
         np.testing.assert_array_equal(loaded.encode(texts)[key].numpy(), value.numpy())
 
 
-def test_metaspace_variants_follow_the_reference(unigram_dirs: dict[str, Path]) -> None:
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    spec = json.loads((unigram_dirs["legacy"] / "tokenizer.json").read_text(encoding="utf-8"))
+def test_metaspace_variants_follow_the_reference(
+    metaspace_variants: list[tuple[dict[str, Any], Any, UnigramTokenizer]],
+) -> None:
     texts = list(PROBE_TEXTS) + random_texts(300, seed=4)
-    for variant in (
-        {"prepend_scheme": "never"},
-        {"prepend_scheme": "first"},
-        {"split": False},
-    ):
-        changed = json.loads(json.dumps(spec))
-        changed["pre_tokenizer"].pop("add_prefix_space")
-        changed["pre_tokenizer"].update(variant)
-        reference = PreTrainedTokenizerFast(
-            tokenizer_object=Tokenizer.from_str(json.dumps(changed)),
-            bos_token="<s>",
-            eos_token="</s>",
-            pad_token="<pad>",
-            mask_token="<mask>",
-            unk_token="<unk>",
-        )
-        tokenizer = UnigramTokenizer(
-            UnigramTables.from_reference(reference), max_seq_length=MAX_SEQ_LENGTH
-        )
+    for variant, reference, tokenizer in metaspace_variants:
         bad = _mismatches(tokenizer, reference, texts)
         assert not bad, (variant, bad[:3])

@@ -18,6 +18,9 @@ from typing import Any
 
 from tests.support.data import STSB_DIR
 
+# Truncation length of the tokenizers the unigram tests build.
+MAX_SEQ_LENGTH = 128
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 VOCAB_SIZE = 1500  # a soft limit (hard_vocab_limit=False): ~1.5k pieces, ~2 s per training
