@@ -45,7 +45,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -105,6 +105,16 @@ def estimated_tokens(length_bytes: int, max_tokens: int = 0) -> int:
     return min(tokens, max_tokens) if max_tokens > 0 else tokens
 
 
+class _QueueKey(NamedTuple):
+    """Requests with equal keys may share a batch."""
+
+    key: tuple[str, int]  # (model, version)
+    signature: str
+    shapes: tuple[Any, ...]  # (input name, dtype, inner shape) of every input
+    count_tokens: bool  # the outputs also hold TOKEN_COUNTS
+    skips_padding: bool  # the model costs real tokens only: no length grouping
+
+
 @dataclasses.dataclass(eq=False)
 class _Item:
     inputs: dict[str, np.ndarray]
@@ -148,9 +158,6 @@ class Batcher:
         # model key -> fixed + per padded token cost of a batch (rows x estimated tokens of the
         # longest text): a batch's cost grows with its longest text, not only with its rows.
         self._costs: dict[tuple[str, int], BatchCostModel] = {}
-        # model key -> its encoder runs on real tokens only: a batch costs the sum of its texts'
-        # tokens (each request's rows x its longest text), in any order.
-        self._skips_padding: dict[tuple[str, int], bool] = {}
         self._queued_tokens: dict[tuple[Any, ...], int] = collections.defaultdict(int)
         # Measured queue wait / estimated queue wait: what the cost model misses (gaps between
         # batches, a busy event loop, length grouping letting short texts overtake long ones).
@@ -186,18 +193,19 @@ class Batcher:
         outputs. ``text_length``: the longest text in UTF-8 bytes; ``max_tokens``: the model's
         max_seq_length (0 if unknown); ``skips_padding``: the model computes real tokens only
         (a batch costs its texts' tokens; no length grouping); ``count_tokens``: the outputs
-        also hold the worker's
-        ``TOKEN_COUNTS`` (such requests are batched only with each other).
+        also hold the worker's ``TOKEN_COUNTS`` (such requests are batched only with each
+        other).
         """
         s = self._s
         solo = not (s.enabled and batchable)
         tokens = estimated_tokens(text_length, max_tokens) if text_length else 0
-        self._skips_padding[key] = skips_padding
+        # The queue key: what can share a batch, and how the model costs one. skips_padding is
+        # a fact of the model version, so it splits no queue.
+        shapes = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
+        qkey = _QueueKey(key, signature, shapes, count_tokens, skips_padding)
         if solo or rows <= s.max_batch_size:
             self._admit_size(key, rows, tokens, deadline, chunks=1)
-            return await self._submit_one(
-                key, signature, inputs, rows, tokens, deadline, solo, count_tokens
-            )
+            return await self._submit_one(qkey, inputs, rows, tokens, deadline, solo)
         # Too big for one batch: split, queue the chunks, reassemble in order.
         chunks_n = math.ceil(rows / s.max_batch_size)
         self._admit_size(key, rows, tokens, deadline, chunks=chunks_n)
@@ -205,9 +213,7 @@ class Batcher:
         for start in range(0, rows, s.max_batch_size):
             part = {k: v[start : start + s.max_batch_size] for k, v in inputs.items()}
             n = min(s.max_batch_size, rows - start)
-            chunks.append(
-                self._submit_one(key, signature, part, n, tokens, deadline, False, count_tokens)
-            )
+            chunks.append(self._submit_one(qkey, part, n, tokens, deadline, False))
         results = await asyncio.gather(*chunks)
         return {name: np.concatenate([r[name] for r in results], axis=0) for name in results[0]}
 
@@ -253,18 +259,15 @@ class Batcher:
 
     async def _submit_one(
         self,
-        key: tuple[str, int],
-        signature: str,
+        qkey: _QueueKey,
         inputs: dict[str, np.ndarray],
         rows: int,
         tokens: int,
         deadline: float,
         solo: bool,
-        count_tokens: bool,
     ) -> dict[str, np.ndarray]:
         s = self._s
-        shapes = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
-        qkey = (key, signature, shapes, count_tokens)
+        key = qkey.key
         if self._queued_requests >= s.max_queued_requests:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
@@ -441,7 +444,7 @@ class Batcher:
                 best = (head.enqueued, qkey)
         return (None if best is None else best[1]), wake_at
 
-    def _form(self, qkey: tuple[Any, ...], now: float) -> list[_Item]:
+    def _form(self, qkey: _QueueKey, now: float) -> list[_Item]:
         q = self._queues[qkey]
         live: list[_Item] = []
         # Expired requests are answered here without running them.
@@ -471,7 +474,7 @@ class Batcher:
             cost_model = self._costs.get(qkey[0])
             end_by, longest, own_tokens = head.deadline, head.length, 0
             token_cap = self._s.max_batch_tokens
-            packed = self._skips_padding.get(qkey[0], False)
+            packed = qkey.skips_padding
             if self._s.length_grouping and not packed:
                 batchable = [it for it in live[:_PLAN_WINDOW] if not it.solo]
                 order = _plan_batch(batchable, head, budget, token_cap)
@@ -521,9 +524,9 @@ class Batcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _assemble(self, qkey: tuple[Any, ...], items: list[_Item]) -> _Batch:
+    def _assemble(self, qkey: _QueueKey, items: list[_Item]) -> _Batch:
         """One input array per name (rows of every item, then TF Serving's padding rows)."""
-        key, signature, _, count_tokens = qkey
+        key, signature, _, count_tokens, packed = qkey
         rows = sum(it.rows for it in items)
         if len(items) == 1:
             inputs = items[0].inputs
@@ -540,7 +543,7 @@ class Batcher:
                     for n, a in inputs.items()
                 }
         longest = max(it.length for it in items)
-        if self._skips_padding.get(key, False):
+        if packed:
             # Real tokens only (TF Serving's padding rows are copies of the last row).
             tokens = sum(it.rows * max(1, it.length) for it in items)
             tokens += (padded_rows - rows) * max(1, items[-1].length)

@@ -26,19 +26,12 @@ import heapq
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 Arrays = Mapping[str, np.ndarray]
 Call = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-
-
-def worker_threads(intra_op: int, slots: int = 1) -> tuple[int, int]:
-    """(TensorFlow intra-op threads, parts per batch) for ``--tensorflow_intra_op_parallelism``
-    and ``slots`` batches in flight (``num_batch_threads``): the cores are shared out, 0 (unset)
-    -> one thread per part; N -> N threads per part, cores // (N x slots) parts."""
-    threads = intra_op if intra_op > 0 else 1
-    return threads, max(1, len(os.sched_getaffinity(0)) // (threads * max(1, slots)))
 
 
 def row_costs(inputs: Arrays) -> np.ndarray:
@@ -70,6 +63,17 @@ def balanced_parts(costs: np.ndarray, parts: int) -> list[np.ndarray]:
 
 class SubBatches:
     """Runs a batch as up to ``parts`` sub-batches in parallel (``parts=1``: as one call)."""
+
+    @classmethod
+    def for_tensorflow(cls, tf: Any, *, intra_op: int = 0, slots: int = 1) -> SubBatches:
+        """Sets TensorFlow's intra-op threads (before TF runs anything) and shares the cores
+        out: ``intra_op`` 0 (``--tensorflow_intra_op_parallelism`` unset) -> one thread per
+        part; N -> N threads per part; ``slots`` batches in flight (``num_batch_threads``)
+        -> cores // (threads x slots) parts each. What the worker and the benches run."""
+        threads = intra_op if intra_op > 0 else 1
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        cores = len(os.sched_getaffinity(0))
+        return cls(parts=max(1, cores // (threads * max(1, slots))))
 
     def __init__(self, *, parts: int) -> None:
         self.parts = max(1, parts)

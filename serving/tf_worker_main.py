@@ -33,7 +33,7 @@ from typing import Any
 from models import contract
 from serving.core_api import TOKEN_COUNTS
 from serving.errors import Code
-from serving.sub_batches import SubBatches, worker_threads
+from serving.sub_batches import SubBatches
 
 
 class WorkerCommand(enum.Enum):
@@ -64,11 +64,12 @@ def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
         pass  # models without tf-text ops still load; others fail with TF's own message
 
     num_threads = int(settings.get("num_threads", 1))
-    intra_op, parts = worker_threads(int(settings.get("intra_op", 0)), num_threads)
-    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    parts = SubBatches.for_tensorflow(
+        tf, intra_op=int(settings.get("intra_op", 0)), slots=num_threads
+    )
     if settings.get("inter_op", 0):
         tf.config.threading.set_inter_op_parallelism_threads(int(settings["inter_op"]))
-    _Worker(conn, tf, num_threads, SubBatches(parts=parts)).serve()
+    _Worker(conn, tf, num_threads, parts).serve()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -114,7 +114,7 @@ def build_model_card(
         "max_seq_length": model.tokenizer.max_seq_length,
         "length_buckets": list(model.tokenizer.length_buckets),
         "padding": "longest" if model.tokenizer.pad_to_longest else "bucket",
-        "skips_padding": bool(getattr(model.encoder, "skip_padding", False)),
+        "skips_padding": model.encoder.skip_padding,
         "do_lower_case": bool(model.tokenizer.do_lower_case),
         "vocab_size": model.tokenizer.vocab_size,
         "signatures": signatures,

@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from serving.sub_batches import SubBatches, worker_threads  # noqa: E402
+from serving.sub_batches import SubBatches  # noqa: E402
 from tests.support.data import STSB_EN  # noqa: E402
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -222,14 +222,9 @@ def main() -> None:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    if args.threads == "server":
-        intra_op, n_parts = worker_threads(0)
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-    else:
-        n_parts = 1
-    parts = SubBatches(parts=n_parts)
+    parts = SubBatches.for_tensorflow(tf) if args.threads == "server" else SubBatches(parts=1)
     threads = (
-        f"server runtime: 1 intra-op thread, {n_parts} parts"
+        f"server runtime: 1 intra-op thread, {parts.parts} parts"
         if args.threads == "server"
         else "one call, TF default threads"
     )
@@ -274,7 +269,7 @@ def main() -> None:
     expected = next(out for name, _, _, out in rows if name == "sentence-transformers")
     latencies = {name: _latency(encode, texts) for name, encode in systems.items()}
 
-    peak = _matmul_peak(n_parts)
+    peak = _matmul_peak(parts.parts)
     limit = peak / _flops_per_sentence(
         token_counts.astype(np.float64), layers=6, hidden=384, ffn=1536
     )

@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from serving.sub_batches import SubBatches, worker_threads  # noqa: E402
+from serving.sub_batches import SubBatches  # noqa: E402
 from tests.benchmarks.bench_inprocess import (  # noqa: E402
     _load_stsb,
     _run,
@@ -48,9 +48,7 @@ def main() -> None:
     import tensorflow_text  # noqa: F401
 
     # As textserve-server's worker runs a model (bench_inprocess.py's default).
-    intra_op, n_parts = worker_threads(0)
-    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-    parts = SubBatches(parts=n_parts)
+    parts = SubBatches.for_tensorflow(tf)
 
     from models import contract
     from models.bundled import bundled_checkpoint
@@ -92,8 +90,8 @@ def main() -> None:
     fp32 = outputs[contract.PRECISION_FLOAT32]
     print(
         f"\n{len(texts)} stsb-en-test sentences, batches of {_BATCH}, {args.rounds} interleaved "
-        f"rounds, TF {tf.__version__} (server runtime: {intra_op} intra-op thread(s), "
-        f"{n_parts} parts), load average "
+        f"rounds, TF {tf.__version__} (server runtime: 1 intra-op thread, "
+        f"{parts.parts} parts), load average "
         f"{os.getloadavg()[0]:.2f}; exports: " + ", ".join(f"{p} {d}" for p, d in dirs.items())
     )
     print(

@@ -42,7 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from models import contract  # noqa: E402
-from serving.sub_batches import SubBatches, worker_threads  # noqa: E402
+from serving.sub_batches import SubBatches  # noqa: E402
 from tests.support.server_process import ServerProcess  # noqa: E402
 
 CONCURRENCY = (1, 32)
@@ -79,11 +79,7 @@ def in_process(
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
-    n_parts = 1
-    if threads == "server":
-        intra_op, n_parts = worker_threads(0)
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-    parts = SubBatches(parts=n_parts)
+    parts = SubBatches.for_tensorflow(tf) if threads == "server" else SubBatches(parts=1)
     fn = tf.saved_model.load(str(base / "1")).signatures[contract.SERVING_DEFAULT]
 
     def call(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -86,3 +88,23 @@ def test_a_failing_part_fails_the_batch() -> None:
             )
     finally:
         parts.close()
+
+
+def test_for_tensorflow_shares_the_cores_out() -> None:
+    # A stand-in for the tensorflow module: its thread pools are per process and fixed once TF
+    # has run anything, so this test only records what would be set.
+    set_threads: list[int] = []
+    tf = SimpleNamespace(
+        config=SimpleNamespace(
+            threading=SimpleNamespace(set_intra_op_parallelism_threads=set_threads.append)
+        )
+    )
+    cores = len(os.sched_getaffinity(0))
+    cases = [({}, 1, cores), ({"intra_op": 2}, 2, max(1, cores // 2))]
+    cases.append(({"slots": 2}, 1, max(1, cores // 2)))
+    for kwargs, threads, parts in cases:
+        sub = SubBatches.for_tensorflow(tf, **kwargs)
+        try:
+            assert (set_threads[-1], sub.parts) == (threads, parts), kwargs
+        finally:
+            sub.close()
