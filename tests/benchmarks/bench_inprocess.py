@@ -52,13 +52,13 @@ from tests.support.data import STSB_EN  # noqa: E402
 Encode = Callable[[list[str]], np.ndarray]
 
 
-def _load_stsb() -> tuple[list[str], list[float]]:
+def load_stsb() -> tuple[list[str], list[float]]:
     with STSB_EN.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     return [r[0] for r in rows] + [r[1] for r in rows], [float(r[2]) for r in rows]
 
 
-def _spearman(embeddings: np.ndarray, gold: Sequence[float]) -> float:
+def spearman(embeddings: np.ndarray, gold: Sequence[float]) -> float:
     from scipy.stats import spearmanr
 
     n = len(gold)
@@ -233,7 +233,7 @@ def main() -> None:
     from models.export.exporter import export_model
 
     checkpoint = bundled_checkpoint()
-    texts, gold = _load_stsb()
+    texts, gold = load_stsb()
     workdir = Path(tempfile.mkdtemp(prefix="bench-inprocess-"))
     model_dir = args.model
     if model_dir is None:
@@ -293,7 +293,7 @@ def main() -> None:
         print(
             f"| {name} | {mode} | {rate:.0f} ({min(r):.0f}-{max(r):.0f}) "
             f"| {rate / ort_rate[mode]:.2f} | {100 * rate / limit:.0f}% "
-            f"| {np.abs(out - expected).max():.1e} | {_spearman(out, gold):.2f} |"
+            f"| {np.abs(out - expected).max():.1e} | {spearman(out, gold):.2f} |"
         )
     print("\n| system | batch-1 latency p50 ms | p99 ms |\n| --- | ---: | ---: |")
     for name, (p50, p99) in latencies.items():

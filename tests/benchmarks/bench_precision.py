@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO))
 
 from serving.sub_batches import SubBatches  # noqa: E402
 from tests.benchmarks.bench_inprocess import (  # noqa: E402
-    _load_stsb,
     _run,
     _savedmodel,
     _sentence_transformers,
-    _spearman,
+    load_stsb,
+    spearman,
 )
 
 _BATCH = 32
@@ -67,7 +67,7 @@ def main() -> None:
                 verify=False,
                 progress=False,
             )
-    texts, gold = _load_stsb()
+    texts, gold = load_stsb()
     systems = {precision: _savedmodel(path, parts) for precision, path in dirs.items()}
     reference = _sentence_transformers(bundled_checkpoint())
     file_order = list(range(len(texts)))
@@ -107,7 +107,7 @@ def main() -> None:
             speeds.append(f"{np.median(values):.0f} ({min(values):.0f}-{max(values):.0f})")
         print(
             f"| {precision} | {np.abs(out - expected).max():.1e} "
-            f"| {cosine.min():.6f} / {cosine.mean():.6f} | {_spearman(out, gold):.2f} "
+            f"| {cosine.min():.6f} / {cosine.mean():.6f} | {spearman(out, gold):.2f} "
             f"| {speeds[0]} | {speeds[1]} |"
         )
     fp32_rates = {

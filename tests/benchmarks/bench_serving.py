@@ -110,6 +110,31 @@ def in_process(
     return results, percentile(lat, 50), percentile(lat, 99)
 
 
+def batching_server_args(
+    workdir: Path, *, max_batch_size: int, num_batch_threads: int
+) -> list[str]:
+    """textserve-server flags of the served measurements: batching with no batch timeout, and
+    Prometheus metrics on (``METRICS_PATH``); the two config files are written to ``workdir``.
+    """
+    # On CPU, batches beyond ~32 sentences are slower per sentence (see the in-process table):
+    # cap them there, and queue deep enough that 128 callers never overflow.
+    batching = workdir / "batching_parameters.txt"
+    batching.write_text(
+        f"max_batch_size {{ value: {max_batch_size} }}\n"
+        "batch_timeout_micros { value: 0 }\n"
+        "max_enqueued_batches { value: 100 }\n"
+        f"num_batch_threads {{ value: {num_batch_threads} }}\n"
+    )
+    monitoring = workdir / "monitoring.txt"
+    monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
+    return [
+        "--enable_batching",
+        f"--batching_parameters_file={batching}",
+        f"--monitoring_config_file={monitoring}",
+        "--file_system_poll_wait_seconds=0",
+    ]
+
+
 async def drive(
     call, sentences: list[str], concurrency: int, seconds: float
 ) -> tuple[float, list[float], int]:  # type: ignore[no-untyped-def]
@@ -282,22 +307,12 @@ def main() -> None:
         for k, v in inproc.items():
             print(f"  {k:28s} {v:7.1f} sentences/s")
 
-    # On CPU, batches beyond ~32 sentences are slower per sentence (see the in-process table):
-    # cap them there, and queue deep enough that 128 callers never overflow.
-    batching = Path(tempfile.mkdtemp()) / "batching_parameters.txt"
-    batching.write_text(
-        f"max_batch_size {{ value: {args.max_batch_size} }}\n"
-        "batch_timeout_micros { value: 0 }\n"
-        "max_enqueued_batches { value: 100 }\n"
-        f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
-    )
-    monitoring = batching.with_name("monitoring.txt")
-    monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
     server_args = [
-        "--enable_batching",
-        f"--batching_parameters_file={batching}",
-        f"--monitoring_config_file={monitoring}",
-        "--file_system_poll_wait_seconds=0",
+        *batching_server_args(
+            Path(tempfile.mkdtemp()),
+            max_batch_size=args.max_batch_size,
+            num_batch_threads=args.num_batch_threads,
+        ),
         *args.server_args.split(),
     ]
     print(f"served: textserve-server {' '.join(server_args)}", flush=True)
