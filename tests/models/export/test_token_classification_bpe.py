@@ -31,6 +31,7 @@ from tests.support.byte_level_bpe_checkpoint import (
     edited_checkpoint,
     write_english_alphabet_checkpoint,
 )
+from tests.support.entity_inputs import reference_grouper_inputs
 from tests.support.families import FAMILY_CASES, bpe_tokenizer, perturbed_model, write_checkpoint
 
 NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER"}
@@ -167,17 +168,6 @@ def test_unknown_bytes_read_as_the_pipeline_reads_them(tmp_path: Path) -> None:
         "token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple"
     )
     expected = [pipeline(text) for text in texts]
-    batch = tokenizer(
-        texts,
-        padding=True,
-        return_tensors="pt",
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
-    offsets = batch.pop("offset_mapping").numpy().astype(np.int32)
-    special = batch.pop("special_tokens_mask").numpy().astype(bool)
-    with torch.no_grad():
-        probabilities = torch.softmax(model(**batch).logits, -1).numpy()
     vocab_file = tmp_path / "vocab.txt"
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     vocab_file.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
@@ -187,14 +177,9 @@ def test_unknown_bytes_read_as_the_pipeline_reads_them(tmp_path: Path) -> None:
         unk_id=tokenizer.unk_token_id,
         decoder=TokenDecoder(kind="ByteLevel"),
     )
-    ours = tf.function(grouper, autograph=False)(
-        tf.constant(texts),
-        tf.constant(batch["input_ids"].numpy(), tf.int32),
-        tf.constant(special),
-        tf.constant(offsets[:, :, 0], tf.int64),
-        tf.constant(offsets[:, :, 1], tf.int64),
-        tf.constant(probabilities),
-    )
+    inputs = reference_grouper_inputs(tokenizer, model, texts)
+    ours = tf.function(grouper, autograph=False)(*inputs)
+    assert ours[contract.ENTITY_GROUPS].shape[1] == max(len(found) for found in expected)
     for row, entities in enumerate(expected):
         got = [
             (
@@ -206,7 +191,7 @@ def test_unknown_bytes_read_as_the_pipeline_reads_them(tmp_path: Path) -> None:
         ]
         assert got == [(e["word"], e["start"], e["end"]) for e in entities], texts[row]
     words = [entity["word"] for entities in expected for entity in entities]
-    assert (batch["input_ids"].numpy() == tokenizer.unk_token_id).sum() >= 10
+    assert (inputs[1].numpy() == tokenizer.unk_token_id).sum() >= 10
     assert sum("\ufffd\ufffd" in word for word in words) >= 2
     assert any("東東東" in word for word in words)
 
