@@ -7,9 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from models import contract
+from models.tokenizers.bpe.byte_level_bpe_tables import byte_level_alphabet
+from models.tokenizers.token_decoder import WORDPIECE_DECODER, TokenDecoder
 
 #: Labels the pipeline drops from its answer (its ``ignore_labels`` default).
 IGNORED_LABELS = ("O",)
@@ -38,15 +41,14 @@ class EntityGrouper(tf.Module):
     after its first label with everything up to the first ``-`` removed, scored with the mean
     of its tokens' scores, spans from its first token's start to its last token's end
     (code-point offsets into the original text), and its word is its tokens decoded with the
-    WordPiece decoder (``##`` joins, cleanup of spaces before punctuation) or, with
-    ``metaspace``, the Metaspace decoder of SentencePiece tokenizers (each ``metaspace`` char
-    reads as a space, except in the group's first token, where it is dropped); an unknown
-    token reads as the text it covers. Groups named ``O`` are dropped.
+    tokenizer's ``decoder`` (:class:`TokenDecoder`: WordPiece, Metaspace or ByteLevel, as
+    ``tokenizer.convert_tokens_to_string`` does); an unknown token reads as the text it covers.
+    Groups named ``O`` are dropped.
 
     Example::
 
         grouper = EntityGrouper(id2label=["O", "B-PER", "I-PER"], vocab_file=vocab,
-                                unk_id=100, continuing_subword_prefix="##")
+                                unk_id=100, decoder=tokenizer.token_decoder)
         entities = grouper(text, word_ids, special, starts, ends, probabilities)
     """
 
@@ -56,8 +58,7 @@ class EntityGrouper(tf.Module):
         id2label: Sequence[str],
         vocab_file: tf.saved_model.Asset | str,
         unk_id: int,
-        continuing_subword_prefix: str = "##",
-        metaspace: str | None = None,
+        decoder: TokenDecoder = WORDPIECE_DECODER,
     ) -> None:
         super().__init__(name="entity_grouper")
         labels = list(id2label)
@@ -67,8 +68,14 @@ class EntityGrouper(tf.Module):
         self._tag_ids = tf.constant([unique_tags.index(tag) for tag in tags], tf.int32)
         self._group_names = tf.constant([label.split("-", 1)[-1] for label in labels])
         self._unk_id = int(unk_id)
-        self._prefix = continuing_subword_prefix
-        self._metaspace = metaspace
+        self._decoder = decoder
+        if decoder.kind == "ByteLevel":
+            alphabet = byte_level_alphabet()
+            # Code point -> the byte GPT-2's byte-to-unicode table gave it (-1: none).
+            char_bytes = np.full(max(map(ord, alphabet)) + 1, -1, np.int32)
+            char_bytes[[ord(char) for char in alphabet]] = np.arange(256)
+            self._char_bytes = tf.constant(char_bytes)
+            self._byte_strings = tf.constant([bytes([byte]) for byte in range(256)])
         self._id_to_token = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
                 vocab_file,
@@ -120,7 +127,7 @@ class EntityGrouper(tf.Module):
         # The pipeline reads an [UNK] token as the text it covers.
         covered = tf.strings.substr(tf.gather(text, rows), start, end - start, unit="UTF8_CHAR")
         token = tf.where(ids == self._unk_id, covered, token)
-        word = tf.strings.unsorted_segment_join(self._decoded(token, opens), group, groups)
+        word = self._words(token, opens, group, groups)
 
         name = tf.gather(self._group_names, tf.gather(label, first))
         kept = tf.reduce_all(
@@ -142,19 +149,60 @@ class EntityGrouper(tf.Module):
             contract.ENTITY_WORDS: dense(word, ""),
         }
 
-    def _decoded(self, token: tf.Tensor, opens: tf.Tensor) -> tf.Tensor:
-        """Each token as the reference's decoder renders it within its group (``opens``: the
-        group's first token), to be joined."""
-        if self._metaspace is not None:
+    def _words(
+        self, token: tf.Tensor, opens: tf.Tensor, group: tf.Tensor, groups: tf.Tensor
+    ) -> tf.Tensor:
+        """Each group's tokens (``opens``: a group's first token) decoded as the reference's
+        decoder does; the one place that tells the decoders apart."""
+        kind = self._decoder.kind
+        if kind == "ByteLevel":
+            # tokenizers' ByteLevel decoder: the group's bytes joined, then decoded as UTF-8
+            # with U+FFFD for each maximal invalid subsequence (Rust's from_utf8_lossy, as
+            # Python's errors="replace"); a character split across tokens joins up again.
+            raw = tf.strings.unsorted_segment_join(self._token_bytes(token), group, groups)
+            return tf.strings.unicode_transcode(
+                raw,
+                input_encoding="UTF-8",
+                output_encoding="UTF-8",
+                errors="replace",
+                replacement_char=0xFFFD,
+                replace_control_characters=False,
+            )
+        if kind == "Metaspace":
             # tokenizers' Metaspace decoder: the replacement char reads as a space, except in
             # the first token, where every one of them is dropped.
-            pattern = re.escape(self._metaspace)
-            return tf.where(
+            pattern = re.escape(self._decoder.replacement)
+            piece = tf.where(
                 opens,
                 tf.strings.regex_replace(token, pattern, ""),
                 tf.strings.regex_replace(token, pattern, " "),
             )
-        prefix = "^" + re.escape(self._prefix)
+        else:
+            piece = self._wordpiece_pieces(token, opens)
+        return tf.strings.unsorted_segment_join(piece, group, groups)
+
+    def _token_bytes(self, token: tf.Tensor) -> tf.Tensor:
+        """The bytes the ByteLevel decoder makes of each token: every character mapped back
+        to its byte when all of them are in the byte-level alphabet, else the token's own
+        UTF-8 (an unknown token's covered text, a user-added token)."""
+        chars = tf.strings.unicode_decode(token, "UTF-8")
+        code_points = chars.flat_values
+        table_size = tf.size(self._char_bytes)
+        byte = tf.where(
+            code_points < table_size,
+            tf.gather(self._char_bytes, tf.minimum(code_points, table_size - 1)),
+            -1,
+        )
+        mapped = tf.reduce_all(chars.with_flat_values(byte >= 0), axis=1)
+        as_bytes = tf.strings.reduce_join(
+            chars.with_flat_values(tf.gather(self._byte_strings, tf.maximum(byte, 0))), axis=1
+        )
+        return tf.where(mapped, as_bytes, token)
+
+    def _wordpiece_pieces(self, token: tf.Tensor, opens: tf.Tensor) -> tf.Tensor:
+        """Each token as tokenizers' WordPiece decoder renders it within its group, to be
+        joined: the prefix joins a token to the previous one, a space other tokens."""
+        prefix = "^" + re.escape(self._decoder.continuing_subword_prefix)
         continues = tf.strings.regex_full_match(token, prefix + "(?s:.*)")
         piece = tf.where(
             opens,

@@ -129,7 +129,7 @@ class TextModel(TfHubReusableModule):
                 id2label=self.id2label,
                 vocab_file=getattr(self, contract.ATTR_VOCAB_FILE),
                 unk_id=-1 if tokenizer.unk_id is None else tokenizer.unk_id,
-                metaspace=tokenizer.metaspace_decoder,
+                decoder=tokenizer.token_decoder,
             )
         weights = {id(w): w for w in [*encoder.weights, *head.weights]}
         self.set_reusable_weights(trainable=list(weights.values()))

@@ -13,6 +13,7 @@ from typing import Any, Self
 import tensorflow as tf
 
 from models.tokenizers.segment_packer import LONGEST_FIRST, SegmentPacker
+from models.tokenizers.token_decoder import WORDPIECE_DECODER, TokenDecoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,10 +138,10 @@ class TextTokenizer(tf.Module, metaclass=abc.ABCMeta):
         special tokens or truncation."""
 
     @property
-    def metaspace_decoder(self) -> str | None:
-        """The replacement char of the reference's Metaspace decoder (SentencePiece models:
-        token strings read it as a space), or None for the WordPiece decoder's rules."""
-        return None
+    def token_decoder(self) -> TokenDecoder:
+        """The reference's decoder, which entity words are decoded with (default: WordPiece's
+        rules; a subclass whose reference decodes otherwise says so, or refuses)."""
+        return WORDPIECE_DECODER
 
     @abc.abstractmethod
     def tokenize_with_offsets(

@@ -80,6 +80,8 @@ class ByteLevelBpeTables:
     # leading/trailing "Ġ" come off token spans, and whether a first token keeps one.
     trim_offsets: bool
     trim_prefix_space: bool
+    # Whether the reference's decoder is ByteLevel (what entity words are decoded with).
+    byte_level_decoder: bool
 
     def token_id(self, token: str) -> int:
         return self._ids[token]
@@ -154,6 +156,7 @@ class ByteLevelBpeTables:
             strip_whitespace=_strip_whitespace() if added_tokens else "",
             template=SpecialTokensTemplate.from_reference(tokenizer),
             unk_token=model.get("unk_token"),
+            byte_level_decoder=(spec.get("decoder") or {}).get("type") == "ByteLevel",
             **_offset_trimming(spec.get("post_processor")),
             **special,
         )

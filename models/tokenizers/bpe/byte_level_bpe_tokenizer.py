@@ -28,6 +28,7 @@ from models.tokenizers.bpe.byte_level_bpe_tables import (
 )
 from models.tokenizers.errors import UnsupportedTokenizerError
 from models.tokenizers.text_tokenizer import TextTokenizer, Vocabulary, as_text_vector
+from models.tokenizers.token_decoder import TokenDecoder
 
 # Whitespace classes the graph refines by looking at the next character (RE2 has no lookahead):
 # a run's last character before a non-space is _SPACE_BEFORE_WORD when it is U+0020 (it joins
@@ -148,6 +149,17 @@ class ByteLevelBpeTokenizer(TextTokenizer):
                         default_value=-1,
                     )
                 )
+
+    @property
+    def token_decoder(self) -> TokenDecoder:
+        """The reference's ByteLevel decoder, which entity words are decoded with; any other
+        decoder is refused."""
+        if not self._tables.byte_level_decoder:
+            raise UnsupportedTokenizerError(
+                "entity words need the reference's decoder, which is reproduced only as "
+                "ByteLevel for a byte-level BPE"
+            )
+        return TokenDecoder(kind="ByteLevel")
 
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[batch] strings -> (flat int32 ids, int64 row splits [batch + 1]), without special

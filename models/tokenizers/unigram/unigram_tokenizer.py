@@ -32,6 +32,7 @@ from models.tokenizers.text_tokenizer import (
     as_text_vector,
     write_vocab_file,
 )
+from models.tokenizers.token_decoder import TokenDecoder
 from models.tokenizers.unigram import grapheme_clusters
 from models.tokenizers.unigram.unigram_tables import (
     PRECOMPILED_CLUSTER_BYTES,
@@ -129,15 +130,15 @@ class UnigramTokenizer(TextTokenizer):
         return list(self._tables.pieces)
 
     @property
-    def metaspace_decoder(self) -> str:
-        """The reference's Metaspace decoder's replacement char ("▁"), which entity words are
+    def token_decoder(self) -> TokenDecoder:
+        """The reference's Metaspace decoder (replacement char "▁"), which entity words are
         decoded with; any other decoder is refused."""
         if self._tables.decoder_metaspace is None:
             raise UnsupportedTokenizerError(
                 "entity words need the reference's decoder, which is reproduced only as "
                 "Metaspace dropping the leading space"
             )
-        return self._tables.decoder_metaspace
+        return TokenDecoder(kind="Metaspace", replacement=self._tables.decoder_metaspace)
 
     @_plain_graph
     def token_ids(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -30,6 +30,7 @@ from models.export.export_verification import check_entity_parity
 from models.export.exporter import export_model
 from models.export.reference import TorchReference
 from tests.conftest import TINY_TOKEN_ID2LABEL
+from tests.support.entity_inputs import reference_grouper_inputs
 from tests.support.server_process import ServerProcess
 
 # PROBE_TEXTS-like: names, places, punctuation, accents, CJK, an unknown character, a literal
@@ -118,31 +119,13 @@ def test_entity_grouper_matches_the_pipeline(token_checkpoint: Path) -> None:
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(token_checkpoint))
     model = transformers.AutoModelForTokenClassification.from_pretrained(str(token_checkpoint))
-    batch = tokenizer(
-        SENTENCES,
-        padding=True,
-        return_tensors="pt",
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
-    offsets = batch.pop("offset_mapping").numpy().astype(np.int32)
-    special = batch.pop("special_tokens_mask").numpy().astype(bool)
-    with torch.no_grad():
-        probabilities = torch.softmax(model.eval()(**batch).logits, -1).numpy()
     grouper = EntityGrouper(
         id2label=list(TINY_TOKEN_ID2LABEL.values()),
         vocab_file=str(token_checkpoint / "vocab.txt"),
         unk_id=tokenizer.unk_token_id,
     )
     run = tf.function(grouper, autograph=False)  # as in the served graph
-    ours = run(
-        tf.constant(SENTENCES),
-        tf.constant(batch["input_ids"].numpy(), tf.int32),
-        tf.constant(special),
-        tf.constant(offsets[:, :, 0]),
-        tf.constant(offsets[:, :, 1]),
-        tf.constant(probabilities),
-    )
+    ours = run(*reference_grouper_inputs(tokenizer, model, SENTENCES))
     _assert_same_entities(ours, expected)
 
 
