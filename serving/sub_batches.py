@@ -73,10 +73,11 @@ class SubBatches:
         threads = intra_op if intra_op > 0 else 1
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         cores = len(os.sched_getaffinity(0))
-        return cls(parts=max(1, cores // (threads * max(1, slots))))
+        return cls(parts=max(1, cores // (threads * max(1, slots))), threads=threads)
 
-    def __init__(self, *, parts: int) -> None:
+    def __init__(self, *, parts: int, threads: int = 1) -> None:
         self.parts = max(1, parts)
+        self.threads = threads  # intra-op threads of each part's call (0: TF's default)
         self._pool = (
             ThreadPoolExecutor(max_workers=self.parts, thread_name_prefix="part")
             if self.parts > 1

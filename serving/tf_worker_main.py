@@ -36,6 +36,7 @@ import numpy as np
 from models import contract
 from serving.core_api import TOKEN_COUNTS
 from serving.errors import Code
+from serving.signature_runner import SignatureRunner
 from serving.sub_batches import SubBatches
 
 
@@ -70,22 +71,21 @@ def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     parts = SubBatches.for_tensorflow(
         tf, intra_op=int(settings.get("intra_op", 0)), slots=num_threads
     )
-    if settings.get("inter_op", 0):
-        tf.config.threading.set_inter_op_parallelism_threads(int(settings["inter_op"]))
-    _Worker(conn, tf, num_threads, parts).serve()
+    inter_op = int(settings.get("inter_op", 0))
+    if inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    _Worker(conn, tf, num_threads, parts, inter_op).serve()
 
 
 @dataclasses.dataclass(frozen=True)
 class _Loaded:
     """One loaded version and the prompt each of its signatures prepends to its text."""
 
-    saved_model: Any
+    runner: SignatureRunner
     prompts: dict[str, str]  # signature name -> prompt ("" or absent: none)
-    # Signatures whose outputs all have fixed trailing dimensions: their batches can be split.
-    splittable: frozenset[str] = frozenset()
 
     @classmethod
-    def read(cls, saved_model: Any, path: str) -> _Loaded:
+    def read(cls, runner: SignatureRunner, path: str) -> _Loaded:
         try:
             with open(os.path.join(path, contract.MODEL_CARD_FILE), encoding="utf-8") as fh:
                 card = json.load(fh)
@@ -96,22 +96,17 @@ class _Loaded:
         default = card.get("default_prompt_name")
         if default in named:
             prompts[contract.SERVING_DEFAULT] = named[default]
-        splittable = frozenset(
-            name
-            for name, fn in saved_model.signatures.items()
-            if all(
-                spec.shape.rank is not None and spec.shape[1:].is_fully_defined()
-                for spec in fn.structured_outputs.values()
-            )
-        )
-        return cls(saved_model, prompts, splittable)
+        return cls(runner, prompts)
 
 
 class _Worker:
-    def __init__(self, conn: Connection, tf: Any, num_threads: int, parts: SubBatches) -> None:
+    def __init__(
+        self, conn: Connection, tf: Any, num_threads: int, parts: SubBatches, inter_op: int
+    ) -> None:
         self._conn = conn
         self._tf = tf
         self._parts = parts
+        self._inter_op = inter_op
         self._send_lock = threading.Lock()
         self._loaded: dict[tuple[str, int], _Loaded] = {}
         # One thread: run on the reader thread itself, one thread hop less per request.
@@ -164,7 +159,7 @@ class _Worker:
             return Code.NOT_FOUND
         if isinstance(exc, errors.FailedPreconditionError):
             return Code.FAILED_PRECONDITION
-        if isinstance(exc, TypeError | ValueError):
+        if isinstance(exc, TypeError | ValueError | KeyError):
             return Code.INVALID_ARGUMENT
         return Code.INTERNAL
 
@@ -181,15 +176,13 @@ class _Worker:
             message = f"{key[0]} version {key[1]} is not loaded in the worker"
             self._send((req_id, False, (Code.UNAVAILABLE, message)))
             return
-        tf = self._tf
-        fn = loaded.saved_model.signatures.get(signature)
+        runner = loaded.runner
 
         def call(part: dict[str, Any]) -> dict[str, Any]:
-            tensors = {name: tf.constant(value) for name, value in part.items()}
-            return {name: tensor.numpy() for name, tensor in fn(**tensors).items()}
+            return runner.run(signature, part)
 
         try:
-            if fn is None:
+            if signature not in runner:
                 raise self._tf.errors.NotFoundError(None, None, f"no signature {signature!r}")
             t0 = time.perf_counter()
             counting = (
@@ -197,7 +190,7 @@ class _Worker:
                 if count_tokens
                 else None
             )
-            arrays = self._parts.run(call, inputs, splittable=signature in loaded.splittable)
+            arrays = self._parts.run(call, inputs, splittable=runner.splittable(signature))
             if counting is not None:
                 arrays[TOKEN_COUNTS] = counting.result()
             self._send((req_id, True, (arrays, time.perf_counter() - t0)))
@@ -209,28 +202,35 @@ class _Worker:
         """Tokens the model read per text: the ``preprocess`` signature's input_mask summed
         over the text the signature embeds (prompt + text, truncated as the model truncates).
         """
-        text = self._tf.constant(texts)
-        prompt = loaded.prompts.get(signature, "")
+        prompt = loaded.prompts.get(signature, "").encode()
         if prompt:
-            text = self._tf.strings.join([prompt, text])
-        mask = loaded.saved_model.signatures[contract.PREPROCESS](text=text)[contract.INPUT_MASK]
-        return mask.numpy().astype(np.int64).sum(axis=1)
+            texts = np.array(
+                [prompt + (t if isinstance(t, bytes) else str(t).encode()) for t in texts],
+                dtype=object,
+            )
+        mask = loaded.runner.run(contract.PREPROCESS, {contract.TEXT: texts})[contract.INPUT_MASK]
+        return mask.astype(np.int64).sum(axis=1)
 
     def _load(self, req_id: int, key: tuple[str, int], path: str, warmup: bool) -> None:
         try:
-            saved_model = self._tf.saved_model.load(path, tags=["serve"])
-            n_warm = self._warmup(saved_model, path) if warmup else 0
-            self._loaded[key] = _Loaded.read(saved_model, path)
+            runner = SignatureRunner.load(
+                self._tf, path, intra_op=self._parts.threads, inter_op=self._inter_op
+            )
+            n_warm = self._warmup(runner, path) if warmup else 0
+            self._loaded[key] = _Loaded.read(runner, path)
             self._send((req_id, True, n_warm))
         except Exception as exc:
             message = f"loading {path} failed: {type(exc).__name__}: {exc}"
             self._send((req_id, False, (Code.INTERNAL, message)))
 
     def _unload(self, req_id: int, key: tuple[str, int]) -> None:
+        # Not closed here: a run of this version may still be in flight on another thread.
+        # The Session closes when its last run lets go of it (its memory goes back to the
+        # system with the process: see serving.worker_pool).
         self._loaded.pop(key, None)
         self._send((req_id, True, None))
 
-    def _warmup(self, loaded: Any, path: str) -> int:
+    def _warmup(self, runner: SignatureRunner, path: str) -> int:
         """Replay TF Serving's warmup file (PredictionLog TFRecords, predict_log only)."""
         warm_path = os.path.join(path, contract.WARMUP_FILE)
         if not os.path.exists(warm_path):
@@ -245,7 +245,6 @@ class _Worker:
                 raise ValueError("warmup record is not a predict_log (only Predict is served)")
             req = log.predict_log.request
             sig = req.model_spec.signature_name or contract.SERVING_DEFAULT
-            fn = loaded.signatures[sig]
-            fn(**{name: tf.constant(tf.make_ndarray(tp)) for name, tp in req.inputs.items()})
+            runner.run(sig, {name: tf.make_ndarray(tp) for name, tp in req.inputs.items()})
             n += 1
         return n
