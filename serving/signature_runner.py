@@ -52,8 +52,12 @@ class SignatureRunner:
             intra_op_parallelism_threads=intra_op, inter_op_parallelism_threads=inter_op
         )
         session = tf.compat.v1.Session(graph=graph, config=config)
+        # The loader behind tf.compat.v1.saved_model.load, without its deprecation notice in
+        # every worker's log (that notice is about eager code, which this is not).
+        from tensorflow.python.saved_model.loader_impl import SavedModelLoader
+
         try:
-            meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+            meta_graph = SavedModelLoader(path).load(session, ["serve"])
         except BaseException:
             session.close()
             raise
@@ -64,6 +68,7 @@ class SignatureRunner:
                 splittable=all(_fixed_trailing_dims(info) for info in sig.outputs.values()),
             )
             for name, sig in meta_graph.signature_def.items()
+            if not name.startswith("__")  # __saved_model_init_op: run by the loader only
         }
         return cls(session, signatures)
 

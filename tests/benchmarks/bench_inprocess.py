@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from serving.signature_runner import SignatureRunner  # noqa: E402
 from serving.sub_batches import SubBatches  # noqa: E402
 from tests.support.data import STSB_EN  # noqa: E402
 
@@ -86,10 +87,11 @@ def _run(
 def _savedmodel(path: Path, parts: SubBatches) -> Encode:
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    # What the worker runs: one Session per version, the parts' threads from ``parts``.
+    runner = SignatureRunner.load(tf, str(path), intra_op=parts.threads, inter_op=0)
 
     def call(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"embedding": serve(text=tf.constant(inputs["text"]))["embedding"].numpy()}
+        return runner.run("serving_default", inputs)
 
     def encode(texts: list[str]) -> np.ndarray:
         text = np.array([t.encode() for t in texts], dtype=object)
@@ -222,7 +224,11 @@ def main() -> None:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    parts = SubBatches.for_tensorflow(tf) if args.threads == "server" else SubBatches(parts=1)
+    parts = (
+        SubBatches.for_tensorflow(tf)
+        if args.threads == "server"
+        else SubBatches(parts=1, threads=0)
+    )
     threads = (
         f"server runtime: 1 intra-op thread, {parts.parts} parts"
         if args.threads == "server"

@@ -42,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from models import contract  # noqa: E402
+from serving.signature_runner import SignatureRunner  # noqa: E402
 from serving.sub_batches import SubBatches  # noqa: E402
 from tests.support.server_process import ServerProcess  # noqa: E402
 
@@ -79,11 +80,11 @@ def in_process(
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
-    parts = SubBatches.for_tensorflow(tf) if threads == "server" else SubBatches(parts=1)
-    fn = tf.saved_model.load(str(base / "1")).signatures[contract.SERVING_DEFAULT]
+    parts = SubBatches.for_tensorflow(tf) if threads == "server" else SubBatches(parts=1, threads=0)
+    runner = SignatureRunner.load(tf, str(base / "1"), intra_op=parts.threads, inter_op=0)
 
     def call(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in fn(text=tf.constant(inputs["text"])).items()}
+        return runner.run(contract.SERVING_DEFAULT, inputs)
 
     def run(texts: list[bytes]) -> None:
         parts.run(call, {"text": np.array(texts, dtype=object)}, splittable=True)

@@ -105,6 +105,6 @@ def test_for_tensorflow_shares_the_cores_out() -> None:
     for kwargs, threads, parts in cases:
         sub = SubBatches.for_tensorflow(tf, **kwargs)
         try:
-            assert (set_threads[-1], sub.parts) == (threads, parts), kwargs
+            assert (set_threads[-1], sub.threads, sub.parts) == (threads, threads, parts), kwargs
         finally:
             sub.close()
