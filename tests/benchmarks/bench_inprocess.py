@@ -8,9 +8,10 @@ One run, one process, the same 2,758 stsb-en-test sentences for every system:
 Systems (text in, L2-normalized mean-pooled embedding out, each with its own tokenizer):
 
 - **textserve SavedModel**: ``serving_default`` of the export (in-graph tokenizer, encoder,
-  pooling in one TF call), run as textserve-server's worker runs it (``--threads server``,
-  the default: one TF intra-op thread, each batch split into one part per core run in
-  parallel, ``serving/sub_batches.py``) or in one call with TensorFlow's default threads
+  pooling in one TF call), run as textserve-server's worker runs it: through a TF Session
+  (``serving/signature_runner.py``) with ``--threads server``, the default: one TF intra-op
+  thread, each batch split into one part per core run in parallel
+  (``serving/sub_batches.py``), or in one call with TensorFlow's default threads
   (``--threads tf-default``; TF's thread pools are per process, so one run measures one);
 - **ONNX Runtime**: a plain ``torch.onnx`` export of the same checkpoint (opset 17,
   ``ORT_ENABLE_ALL``, intra-op threads = cores), the HF fast tokenizer, numpy pooling;
