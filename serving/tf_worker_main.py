@@ -203,11 +203,8 @@ class _Worker:
         over the text the signature embeds (prompt + text, truncated as the model truncates).
         """
         prompt = loaded.prompts.get(signature, "").encode()
-        if prompt:
-            texts = np.array(
-                [prompt + (t if isinstance(t, bytes) else str(t).encode()) for t in texts],
-                dtype=object,
-            )
+        if prompt:  # the fronts hand every string input over as UTF-8 bytes
+            texts = np.array([prompt + text for text in texts], dtype=object)
         mask = loaded.runner.run(contract.PREPROCESS, {contract.TEXT: texts})[contract.INPUT_MASK]
         return mask.astype(np.int64).sum(axis=1)
 

@@ -85,7 +85,7 @@ def _run(
     return len(texts) / (time.perf_counter() - started), out
 
 
-def _savedmodel(path: Path, parts: SubBatches) -> Encode:
+def savedmodel_encoder(path: Path, parts: SubBatches) -> Encode:
     import tensorflow as tf
 
     # What the worker runs: one Session per version, the parts' threads from ``parts``.
@@ -248,9 +248,9 @@ def main() -> None:
         export_model(checkpoint=None, output=model_dir, verify=False, progress=False)
 
     ours = f"textserve SavedModel ({threads})"
-    systems: dict[str, Encode] = {ours: _savedmodel(model_dir, parts)}
+    systems: dict[str, Encode] = {ours: savedmodel_encoder(model_dir, parts)}
     if args.baseline is not None:
-        systems[f"baseline SavedModel ({args.baseline})"] = _savedmodel(args.baseline, parts)
+        systems[f"baseline SavedModel ({args.baseline})"] = savedmodel_encoder(args.baseline, parts)
     systems["ONNX Runtime (plain export)"] = _onnx_runtime(checkpoint, workdir)
     systems["sentence-transformers"] = _sentence_transformers(checkpoint)
 

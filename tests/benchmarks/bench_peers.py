@@ -55,6 +55,7 @@ from models.bundled import bundled_checkpoint  # noqa: E402
 from tests.benchmarks.bench_inprocess import load_stsb, spearman  # noqa: E402
 from tests.benchmarks.bench_serving import (  # noqa: E402
     batching_server_args,
+    bundled_base,
     cpu_seconds,
     drive,
     percentile,
@@ -286,14 +287,7 @@ def main() -> None:
         if not (args.infinity_python.parent / tool).exists():
             p.error(f"{args.infinity_python.parent / tool} not found: see this script's help")
 
-    base = args.model_base_path
-    if base is None:
-        base = Path(tempfile.gettempdir()) / "textserve-bench" / "minilm"
-        if not (base / "1" / "saved_model.pb").exists():
-            from models.export.exporter import export_model
-
-            print(f"exporting the bundled model to {base} ...", flush=True)
-            export_model(checkpoint=None, output=base / "1")
+    base = args.model_base_path or bundled_base()
 
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         infinity = InfinityProcess(args.infinity_python, Path(tmp))

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 from serving.sub_batches import SubBatches  # noqa: E402
 from tests.benchmarks.bench_inprocess import (  # noqa: E402
     _run,
-    _savedmodel,
     _sentence_transformers,
     load_stsb,
+    savedmodel_encoder,
     spearman,
 )
 
@@ -68,7 +68,7 @@ def main() -> None:
                 progress=False,
             )
     texts, gold = load_stsb()
-    systems = {precision: _savedmodel(path, parts) for precision, path in dirs.items()}
+    systems = {precision: savedmodel_encoder(path, parts) for precision, path in dirs.items()}
     reference = _sentence_transformers(bundled_checkpoint())
     file_order = list(range(len(texts)))
     _, expected = _run(reference, texts, file_order, _BATCH)

@@ -42,8 +42,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from models import contract  # noqa: E402
-from serving.signature_runner import SignatureRunner  # noqa: E402
 from serving.sub_batches import SubBatches  # noqa: E402
+from tests.benchmarks.bench_inprocess import savedmodel_encoder  # noqa: E402
 from tests.support.server_process import ServerProcess  # noqa: E402
 
 CONCURRENCY = (1, 32)
@@ -81,18 +81,10 @@ def in_process(
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
     parts = SubBatches.for_tensorflow(tf) if threads == "server" else SubBatches(parts=1, threads=0)
-    runner = SignatureRunner.load(tf, str(base / "1"), intra_op=parts.threads, inter_op=0)
-
-    def call(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return runner.run(contract.SERVING_DEFAULT, inputs)
-
-    def run(texts: list[bytes]) -> None:
-        parts.run(call, {"text": np.array(texts, dtype=object)}, splittable=True)
-
-    run([b"warm up"])
-    data = [s.encode() for s in sentences]
+    run = savedmodel_encoder(base / "1", parts)
+    run(["warm up"])
     results: dict[str, float] = {}
-    for order, texts in (("file order", data), ("length-sorted", sorted(data, key=len))):
+    for order, texts in (("file order", sentences), ("length-sorted", sorted(sentences, key=len))):
         for bs in batch_sizes:
             run(texts[:bs])  # trace/warm this shape family
             done, t0 = 0, time.perf_counter()
@@ -103,12 +95,23 @@ def in_process(
                     break
             results[f"{order}, batch {bs}"] = done / (time.perf_counter() - t0)
     lat = []
-    for s in data[:300]:
+    for s in sentences[:300]:
         t0 = time.perf_counter()
         run([s])
         lat.append(time.perf_counter() - t0)
     parts.close()
     return results, percentile(lat, 50), percentile(lat, 99)
+
+
+def bundled_base() -> Path:
+    """BASE dir whose version 1 is the bundled model's export (exported on first use)."""
+    base = Path(tempfile.gettempdir()) / "textserve-bench" / "minilm"
+    if not (base / "1" / "saved_model.pb").exists():
+        from models.export.exporter import export_model
+
+        print(f"exporting the bundled model to {base} ...", flush=True)
+        export_model(checkpoint=None, output=base / "1")
+    return base
 
 
 def batching_server_args(
@@ -287,14 +290,7 @@ def main() -> None:
     batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
 
     sentences = load_sentences()
-    base = args.model_base_path
-    if base is None:
-        base = Path(tempfile.gettempdir()) / "textserve-bench" / "minilm"
-        if not (base / "1" / "saved_model.pb").exists():
-            from models.export.exporter import export_model
-
-            print(f"exporting the bundled model to {base} ...", flush=True)
-            export_model(checkpoint=None, output=base / "1")
+    base = args.model_base_path or bundled_base()
 
     inproc: dict[str, float] = {}
     lat50 = lat99 = 0.0
