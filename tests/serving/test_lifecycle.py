@@ -1,7 +1,10 @@
 """Lifecycle of a real server: SIGKILL of the TF worker, then SIGTERM with requests in flight.
 
 One server for the module; the SIGTERM test ends it, so it runs last (file order).
-``spin`` requests keep TensorFlow busy for a fraction of a second each, without Python.
+``spin`` requests keep TensorFlow busy for about a second each, without Python: the step count
+is calibrated on the running server, so the requests are still in flight when the signal
+lands however fast the machine (30,000 steps took 0.3 s under the eager runtime and 0.06 s
+under the Session runtime, which once let all six finish before the SIGTERM).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from tests.support.server_process import ServerProcess
 from tests.support.tfs_calls import predict, texts
 
 MODEL = "tiny"
-SPIN_STEPS = 30_000  # ~0.3 s of TF while-loop on this machine
+CALIBRATION_STEPS = 100_000
+SPIN_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,17 @@ def server(tiny_model_dir: Path) -> Iterator[ServerProcess]:
         yield srv
 
 
-def spin(target: str, steps: int = SPIN_STEPS, timeout: float = 60.0) -> grpc.StatusCode:
+@pytest.fixture(scope="module")
+def spin_steps(server: ServerProcess) -> int:
+    """Steps of one ``spin`` request that keep TensorFlow busy for ~``SPIN_SECONDS``."""
+    spin(server.grpc_target, CALIBRATION_STEPS)  # the first run of a signature is slower
+    started = time.perf_counter()
+    assert spin(server.grpc_target, CALIBRATION_STEPS) is grpc.StatusCode.OK
+    per_step = (time.perf_counter() - started) / CALIBRATION_STEPS
+    return max(CALIBRATION_STEPS, int(SPIN_SECONDS / per_step))
+
+
+def spin(target: str, steps: int, timeout: float = 60.0) -> grpc.StatusCode:
     with grpc.insecure_channel(target) as ch:
         try:
             _, out = predict(
@@ -54,12 +68,12 @@ def spin(target: str, steps: int = SPIN_STEPS, timeout: float = 60.0) -> grpc.St
 
 
 def test_sigkill_of_the_worker_fails_in_flight_requests_explicitly_and_recovers(
-    server: ServerProcess,
+    server: ServerProcess, spin_steps: int
 ) -> None:
     old_pid = server.worker_pid()
     assert old_pid is not None and old_pid != server.pid
     with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(spin, server.grpc_target) for _ in range(8)]
+        futures = [pool.submit(spin, server.grpc_target, spin_steps) for _ in range(8)]
         time.sleep(0.4)  # two are running, six are queued
         os.kill(old_pid, signal.SIGKILL)
         codes = [f.result(timeout=90) for f in futures]
@@ -86,12 +100,14 @@ def test_sigkill_of_the_worker_fails_in_flight_requests_explicitly_and_recovers(
     )  # the server itself never went down
 
 
-def test_sigterm_answers_in_flight_requests_then_exits_zero(server: ServerProcess) -> None:
+def test_sigterm_answers_in_flight_requests_then_exits_zero(
+    server: ServerProcess, spin_steps: int
+) -> None:
     results: list[grpc.StatusCode] = []
     lock = threading.Lock()
 
     def one() -> None:
-        code = spin(server.grpc_target)
+        code = spin(server.grpc_target, spin_steps)
         with lock:
             results.append(code)
 

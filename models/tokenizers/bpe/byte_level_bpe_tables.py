@@ -146,6 +146,7 @@ class ByteLevelBpeTables:
         for name, token in special.items():
             if token is None or token not in token_ids:
                 raise UnsupportedTokenizerError(f"{name} {token!r} is missing from the vocabulary")
+        trim_offsets, trim_prefix_space = _offset_trimming(spec.get("post_processor"))
         return cls(
             vocab=vocab,
             byte_ids=byte_ids,
@@ -157,24 +158,27 @@ class ByteLevelBpeTables:
             template=SpecialTokensTemplate.from_reference(tokenizer),
             unk_token=model.get("unk_token"),
             byte_level_decoder=(spec.get("decoder") or {}).get("type") == "ByteLevel",
-            **_offset_trimming(spec.get("post_processor")),
-            **special,
+            trim_offsets=trim_offsets,
+            trim_prefix_space=trim_prefix_space,
+            pad_token=str(special["pad_token"]),
+            mask_token=str(special["mask_token"]),
         )
 
 
-def _offset_trimming(post_processor: Any) -> dict[str, bool]:
+def _offset_trimming(post_processor: Any) -> tuple[bool, bool]:
     """What the post-processor's ByteLevel step does to offsets (RobertaProcessing and the
-    ByteLevel processor have one; others leave offsets alone)."""
+    ByteLevel processor have one; others leave offsets alone): (trim_offsets,
+    trim_prefix_space)."""
     components = [post_processor] if isinstance(post_processor, dict) else []
     if components and components[0].get("type") == "Sequence":
         components = components[0].get("processors", [])
     for component in components:
         if component.get("type") in ("RobertaProcessing", "ByteLevel"):
-            return {
-                "trim_offsets": bool(component.get("trim_offsets", True)),
-                "trim_prefix_space": bool(component.get("add_prefix_space", True)),
-            }
-    return {"trim_offsets": False, "trim_prefix_space": False}
+            return (
+                bool(component.get("trim_offsets", True)),
+                bool(component.get("add_prefix_space", True)),
+            )
+    return False, False
 
 
 def _byte_level_pre_tokenizer(component: Any) -> dict[str, Any]:
