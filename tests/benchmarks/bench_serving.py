@@ -1,13 +1,15 @@
 """Served vs in-process throughput and latency of the bundled MiniLM (a script, not a test).
 
-    python tests/benchmarks/bench_serving.py [--model_base_path BASE] [--seconds 10]
+    python tests/benchmarks/bench_serving.py [--model_base_path BASE] [--seconds 10] [--rounds 3]
 
-Prints, in one run on tests/data/stsb/stsb-en-test.csv (both columns, 2,758 sentences):
+Prints, in one run on tests/data/stsb/stsb-en-test.csv (both columns, 2,758 sentences), in
+``--rounds`` interleaved rounds (the host's speed drifts; each round measures both sides):
 the in-process SavedModel's throughput at batch 32 (``--batch_sizes``; sentences in file
 order and length-sorted) and its batch-1 latency; then the served throughput over gRPC and
-REST at concurrency 1 and 32 (``--concurrency``; each request one text) with p50/p99 latency,
-and the ratio to the best in-process throughput in file order (what a server fed arbitrary
-requests gets) and length-sorted (a caller that sorts its corpus first). Targets: served
+REST at concurrency 1 and 32 (``--concurrency``; each request one text) with p50/p99 latency.
+The table holds the medians over rounds and the ratio of the served median to the best
+in-process median in file order (what a server fed arbitrary requests gets) and
+length-sorted (a caller that sorts its corpus first). Targets: served
 >= 0.95 x in-process in file order; p50 at concurrency 1 within 1 ms (gRPC) / 2 ms (REST) of
 in-process batch 1. The load generator runs on the same 2 cores as the server, so each served
 level also prints the CPU (in cores) taken by the load generator, the front process and the
@@ -32,6 +34,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +74,7 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-def in_process(
-    base: Path, sentences: list[str], seconds: float, batch_sizes: tuple[int, ...], threads: str
-) -> tuple[dict[str, float], float, float]:
+def in_process(base: Path, threads: str) -> tuple[Callable[[list[str]], object], SubBatches]:
     """The SavedModel in this process, run as the server's worker runs it (``threads`` =
     "server": one intra-op thread, each batch split into one part per core) or in one call
     with TF's default threads ("tf-default")."""
@@ -83,6 +84,16 @@ def in_process(
     parts = SubBatches.for_tensorflow(tf) if threads == "server" else SubBatches(parts=1, threads=0)
     run = savedmodel_encoder(base / "1", parts)
     run(["warm up"])
+    return run, parts
+
+
+def in_process_round(
+    run: Callable[[list[str]], object],
+    sentences: list[str],
+    seconds: float,
+    batch_sizes: tuple[int, ...],
+) -> tuple[dict[str, float], float, float]:
+    """One in-process round: sentences/s per order and batch size, batch-1 p50 and p99."""
     results: dict[str, float] = {}
     for order, texts in (("file order", sentences), ("length-sorted", sorted(sentences, key=len))):
         for bs in batch_sizes:
@@ -99,7 +110,6 @@ def in_process(
         t0 = time.perf_counter()
         run([s])
         lat.append(time.perf_counter() - t0)
-    parts.close()
     return results, percentile(lat, 50), percentile(lat, 99)
 
 
@@ -257,6 +267,9 @@ def main() -> None:
     )
     p.add_argument("--seconds", type=float, default=10.0, help="duration of each measurement")
     p.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds (in-process, then served)"
+    )
+    p.add_argument(
         "--batch_sizes",
         default=",".join(map(str, BATCH_SIZES)),
         help="in-process batch sizes, comma separated",
@@ -291,19 +304,6 @@ def main() -> None:
 
     sentences = load_sentences()
     base = args.model_base_path or bundled_base()
-
-    inproc: dict[str, float] = {}
-    lat50 = lat99 = 0.0
-    if not args.served_only:
-        print(
-            f"in-process SavedModel ({len(sentences)} STS-B sentences, {os.cpu_count()} cores, "
-            f"threads: {args.threads})",
-            flush=True,
-        )
-        inproc, lat50, lat99 = in_process(base, sentences, args.seconds, batch_sizes, args.threads)
-        for k, v in inproc.items():
-            print(f"  {k:28s} {v:7.1f} sentences/s")
-
     server_args = [
         *batching_server_args(
             Path(tempfile.mkdtemp()),
@@ -312,13 +312,58 @@ def main() -> None:
         ),
         *args.server_args.split(),
     ]
-    print(f"served: textserve-server {' '.join(server_args)}", flush=True)
+    run, parts = (None, None) if args.served_only else in_process(base, args.threads)
+    print(
+        f"{len(sentences)} STS-B sentences, {os.cpu_count()} cores, {args.rounds} rounds; "
+        f"in-process threads: {args.threads}; served: textserve-server {' '.join(server_args)}",
+        flush=True,
+    )
+    # Rounds alternate in-process and served (the server idles while this process measures),
+    # so a drift of the host's speed moves both sides of each ratio alike.
+    inproc_rounds: list[tuple[dict[str, float], float, float]] = []
+    served_rounds: list[list[tuple[str, int, float, float, float, int]]] = []
     with ServerProcess(
         model_name=contract.BUNDLED_MODEL_NAME, model_base_path=base, args=server_args
     ) as server:
-        rows = asyncio.run(served(server, sentences, args.seconds, levels))
-    if inproc:
-        report(rows, inproc, lat50, lat99)
+        for number in range(1, args.rounds + 1):
+            print(f"round {number}", flush=True)
+            if run is not None:
+                inproc_rounds.append(in_process_round(run, sentences, args.seconds, batch_sizes))
+                for k, v in inproc_rounds[-1][0].items():
+                    print(f"  in-process {k:28s} {v:7.1f} sentences/s", flush=True)
+                print(f"  in-process batch-1 p50 {inproc_rounds[-1][1] * 1e3:.2f} ms", flush=True)
+            served_rounds.append(asyncio.run(served(server, sentences, args.seconds, levels)))
+    if parts is not None:
+        parts.close()
+    if inproc_rounds:
+        inproc = {k: median([r[0][k] for r in inproc_rounds]) for k in inproc_rounds[0][0]}
+        lat50 = median([r[1] for r in inproc_rounds])
+        lat99 = median([r[2] for r in inproc_rounds])
+        report(median_rows(served_rounds), inproc, lat50, lat99, args.rounds)
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(np.array(values)))
+
+
+def median_rows(
+    rounds: list[list[tuple[str, int, float, float, float, int]]],
+) -> list[tuple[str, int, float, float, float, int]]:
+    """Per (protocol, concurrency): the median req/s, p50 and p99 over rounds, errors summed."""
+    rows = []
+    for index, (name, c, *_) in enumerate(rounds[0]):
+        runs = [r[index] for r in rounds]
+        rows.append(
+            (
+                name,
+                c,
+                median([r[2] for r in runs]),
+                median([r[3] for r in runs]),
+                median([r[4] for r in runs]),
+                sum(r[5] for r in runs),
+            )
+        )
+    return rows
 
 
 def report(
@@ -326,12 +371,15 @@ def report(
     inproc: dict[str, float],
     lat50: float,
     lat99: float,
+    rounds: int,
 ) -> None:
-    """The served levels against the in-process table, as a markdown table and a summary."""
+    """The served levels against the in-process table (medians of ``rounds``), as a markdown
+    table and a summary."""
     best_name, best = max(inproc.items(), key=lambda kv: kv[1])
     file_name, file_best = max(
         ((k, v) for k, v in inproc.items() if k.startswith("file order")), key=lambda kv: kv[1]
     )
+    print(f"\nmedians of {rounds} interleaved rounds")
     print(
         f"  best: {best_name}: {best:.1f} sentences/s; in file order: {file_name}: "
         f"{file_best:.1f}; batch-1 latency p50 {lat50 * 1e3:.2f} ms, p99 {lat99 * 1e3:.2f} ms"
