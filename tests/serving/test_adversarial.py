@@ -52,6 +52,9 @@ def base(
     return root
 
 
+GRPC_MAX_CONNECTIONS = 8
+
+
 @pytest.fixture(scope="module")
 def server(base: Path, keys_file: Path) -> Iterator[ServerProcess]:
     args = [
@@ -65,6 +68,7 @@ def server(base: Path, keys_file: Path) -> Iterator[ServerProcess]:
         "--rest_api_max_connections=40",
         "--grpc_handshake_timeout_in_ms=1000",
         "--grpc_max_connection_idle_in_ms=1500",
+        f"--grpc_max_connections={GRPC_MAX_CONNECTIONS}",
         "--worker_standby",
     ]
     with ServerProcess(model_name=MODEL, model_base_path=base, args=args) as srv:
@@ -266,6 +270,42 @@ def test_grpc_idle_and_handshake_less_connections_are_closed(server: ServerProce
         while not left_ready():
             assert time.monotonic() < deadline, states
             time.sleep(0.1)
+    good_answer(server)
+
+
+def test_grpc_connections_past_the_cap_are_refused_and_freed_on_close(
+    server: ServerProcess,
+) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    def checked(channel: grpc.Channel) -> str:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code().name
+        return "OK"
+
+    # A local subchannel pool per channel: each is its own TCP connection, held open.
+    own_connection = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
+    channels = [
+        grpc.insecure_channel(server.grpc_target, options=own_connection)
+        for _ in range(GRPC_MAX_CONNECTIONS + 4)
+    ]
+    try:
+        codes = [checked(channel) for channel in channels]
+    finally:
+        for channel in channels:
+            channel.close()
+    assert 1 <= codes.count("OK") <= GRPC_MAX_CONNECTIONS, codes
+    assert codes.count("UNAVAILABLE") >= 4 and set(codes) == {"OK", "UNAVAILABLE"}, codes
+    # Closed connections free their places: new connections are served again.
+    deadline = time.monotonic() + 10
+    while True:
+        with grpc.insecure_channel(server.grpc_target, options=own_connection) as channel:
+            if checked(channel) == "OK":
+                break
+        assert time.monotonic() < deadline, "no connection accepted after the others closed"
+        time.sleep(0.2)
     good_answer(server)
 
 
