@@ -83,20 +83,39 @@ def test_fresh_process_embeddings_equal_sentence_transformers(
     script = tmp_path / "standalone.py"
     script.write_text(_STANDALONE, encoding="utf-8")
     out_file = tmp_path / "ours.npy"
-    result = subprocess.run(
-        [sys.executable, str(script), str(exported_minilm / "1"), str(texts_file), str(out_file)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,  # not the repository: nothing of it on sys.path
-        timeout=1800,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"leaked": []}
+    # The fresh process and the PyTorch reference run at the same time (its TensorFlow import
+    # and load are single-threaded); its output goes to files, so no pipe can fill up.
+    with (
+        open(tmp_path / "stdout.txt", "w+", encoding="utf-8") as stdout,
+        open(tmp_path / "stderr.txt", "w+", encoding="utf-8") as stderr,
+    ):
+        fresh = subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(exported_minilm / "1"),
+                str(texts_file),
+                str(out_file),
+            ],
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            cwd=tmp_path,  # not the repository: nothing of it on sys.path
+        )
+        try:
+            reference = SentenceTransformer(str(minilm_checkpoint), device="cpu")
+            theirs = reference.encode(texts, batch_size=64, convert_to_numpy=True)
+            returncode = fresh.wait(timeout=1800)
+        finally:
+            if fresh.poll() is None:
+                fresh.kill()
+                fresh.wait()
+        stdout.seek(0)
+        stderr.seek(0)
+        assert returncode == 0, stderr.read()[-3000:]
+        assert json.loads(stdout.read().strip().splitlines()[-1]) == {"leaked": []}
     ours = np.load(out_file)
 
-    reference = SentenceTransformer(str(minilm_checkpoint), device="cpu")
-    theirs = reference.encode(texts, batch_size=64, convert_to_numpy=True)
     diff = np.abs(ours - theirs).max(axis=1)
     worst = int(np.argmax(diff))
     assert diff[worst] <= 1e-5, f"max abs diff {diff[worst]:.3g} on {texts[worst]!r}"
