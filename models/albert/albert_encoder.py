@@ -60,7 +60,7 @@ class AlbertEncoder(BertEncoder):
 
     def _layer_schedule(self) -> list[list[TransformerLayer]]:
         per_group = self.num_layers // self.num_hidden_groups
-        schedule = []
+        schedule: list[list[TransformerLayer]] = []
         for i in range(self.num_layers):
             start = (i // per_group) * self.inner_group_num
             schedule.extend(

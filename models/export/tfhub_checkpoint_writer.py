@@ -47,7 +47,7 @@ class TfHubCheckpointWriter:
         from models.loading.checkpoint_loader import CheckpointLoader
 
         # The loader resolves sentence-transformers layouts to the directory with config.json.
-        self.model_dir = CheckpointLoader(source_checkpoint).model_dir
+        self.model_dir = CheckpointLoader(os.fspath(source_checkpoint)).model_dir
 
     def write_classifier(
         self,

@@ -215,9 +215,10 @@ class TfCheckpoint:
 
     def __init__(self, path: str | Path, *, do_lower_case: bool | None = None) -> None:
         self.source = Path(path).expanduser().absolute()
-        self.prefix = find_checkpoint_prefix(self.source)
-        if self.prefix is None:
+        prefix = find_checkpoint_prefix(self.source)
+        if prefix is None:
             raise CheckpointError(f"no TensorFlow checkpoint (*.index) found at {self.source}")
+        self.prefix: str = prefix
         self.directory = Path(self.prefix).parent
         self.config = self._read_config()
         self.do_lower_case = self._lower_case(do_lower_case)
