@@ -31,6 +31,7 @@ import asyncio
 import csv
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -336,14 +337,12 @@ def main() -> None:
     if parts is not None:
         parts.close()
     if inproc_rounds:
-        inproc = {k: median([r[0][k] for r in inproc_rounds]) for k in inproc_rounds[0][0]}
-        lat50 = median([r[1] for r in inproc_rounds])
-        lat99 = median([r[2] for r in inproc_rounds])
+        inproc = {
+            k: statistics.median([r[0][k] for r in inproc_rounds]) for k in inproc_rounds[0][0]
+        }
+        lat50 = statistics.median([r[1] for r in inproc_rounds])
+        lat99 = statistics.median([r[2] for r in inproc_rounds])
         report(median_rows(served_rounds), inproc, lat50, lat99, args.rounds)
-
-
-def median(values: list[float]) -> float:
-    return float(np.median(np.array(values)))
 
 
 def median_rows(
@@ -357,9 +356,9 @@ def median_rows(
             (
                 name,
                 c,
-                median([r[2] for r in runs]),
-                median([r[3] for r in runs]),
-                median([r[4] for r in runs]),
+                statistics.median([r[2] for r in runs]),
+                statistics.median([r[3] for r in runs]),
+                statistics.median([r[4] for r in runs]),
                 sum(r[5] for r in runs),
             )
         )

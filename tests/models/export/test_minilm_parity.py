@@ -85,21 +85,12 @@ def test_fresh_process_embeddings_equal_sentence_transformers(
     out_file = tmp_path / "ours.npy"
     # The fresh process and the PyTorch reference run at the same time (its TensorFlow import
     # and load are single-threaded); its output goes to files, so no pipe can fill up.
-    with (
-        open(tmp_path / "stdout.txt", "w+", encoding="utf-8") as stdout,
-        open(tmp_path / "stderr.txt", "w+", encoding="utf-8") as stderr,
-    ):
+    stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with stdout.open("w") as out, stderr.open("w") as err:
         fresh = subprocess.Popen(
-            [
-                sys.executable,
-                str(script),
-                str(exported_minilm / "1"),
-                str(texts_file),
-                str(out_file),
-            ],
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
+            [sys.executable, script, exported_minilm / "1", texts_file, out_file],
+            stdout=out,
+            stderr=err,
             cwd=tmp_path,  # not the repository: nothing of it on sys.path
         )
         try:
@@ -110,10 +101,9 @@ def test_fresh_process_embeddings_equal_sentence_transformers(
             if fresh.poll() is None:
                 fresh.kill()
                 fresh.wait()
-        stdout.seek(0)
-        stderr.seek(0)
-        assert returncode == 0, stderr.read()[-3000:]
-        assert json.loads(stdout.read().strip().splitlines()[-1]) == {"leaked": []}
+    assert returncode == 0, stderr.read_text(encoding="utf-8")[-3000:]
+    last_line = stdout.read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert json.loads(last_line) == {"leaked": []}
     ours = np.load(out_file)
 
     diff = np.abs(ours - theirs).max(axis=1)
